@@ -1,0 +1,33 @@
+"""The app's options: settings.STREAMS_ADMIN over these defaults, read at call time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    "KEY_PATTERN": "*",  # only streams whose key matches are shown
+    "SOCKET_TIMEOUT": 2.0,  # seconds; a slow Redis gives the banner, not a hang
+    "CONNECT_TIMEOUT": 1.0,
+    "PAGE_SIZE": 50,
+    "PAGE_SIZES": (20, 50, 100, 500),
+    "OVERVIEW_PAGE_SIZE": 50,
+    "MAX_STREAMS": 50_000,  # SCAN stops here; the overview says so
+    "SCAN_COUNT": 1000,
+    "LAG_THRESHOLD": 100,  # a group with more undelivered entries is "lagging"
+    "IDLE_THRESHOLD_MS": 5 * 60 * 1000,  # a consumer idle longer, holding entries, is flagged
+    "POISON_DELIVERIES": 5,  # a pending entry delivered this often is a poison suspect
+    "HEALTH_PENDING_SAMPLE": 10,  # oldest pending entries per group checked for poison
+    "MAX_CONSUMERS": 1000,  # XINFO CONSUMERS is skipped above this (it has no COUNT)
+    "PREVIEW_CHARS": 200,
+    "ENTRY_PREVIEW_CHARS": 10_000,
+}
+
+
+def get(name: str) -> Any:
+    return {**DEFAULTS, **getattr(settings, "STREAMS_ADMIN", {})}[name]
+
+
+def redis_url() -> str:
+    return settings.REDIS_URL

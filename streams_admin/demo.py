@@ -1,0 +1,162 @@
+"""Demo data shaped by the spec: envelopes, healthy / dead / lagging groups, hostile content.
+
+Seeding never touches a stream that already exists, so running it twice (or against a
+Redis with real data) duplicates nothing and destroys nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from datetime import UTC, datetime
+
+import redis
+
+PREFIX = "agent:stream:"
+HOSTILE_KEY = PREFIX + "hostile:<script>alert('key')</script>"
+BINARY_KEY = PREFIX.encode() + b"binary:\xff\xfe/\x00key"
+
+
+def envelope(event_type: str, data: dict, at_ms: int | None = None) -> dict[str, str]:
+    moment = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else datetime.now(UTC)
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_type": event_type,
+        "timestamp": moment.isoformat(),
+        "data": json.dumps(data),
+    }
+
+
+def task(i: int) -> dict:
+    return {"task_id": f"task-{i}", "type": random.choice(["ingest", "summarise", "index"]),
+            "priority": random.choice(["low", "medium", "high"]), "payload": {"attempt": 1}}
+
+
+def document(i: int) -> dict:
+    ok = i % 9
+    return {"doc_id": f"doc-{i}", "status": "success" if ok else "failed", "chunks": i % 40,
+            **({} if ok else {"error": "parser timeout"})}
+
+
+def query(i: int) -> dict:
+    return {"query_id": f"q-{i}", "session_id": f"s-{i % 17}", "response": "42",
+            "duration_ms": random.randint(5, 3000)}
+
+
+def notification(i: int) -> dict:
+    return {"user_id": f"user-{i % 50}", "type": random.choice(["email", "sms", "push"]),
+            "status": random.choice(["sent", "sent", "sent", "failed"])}
+
+
+MAKERS = {"task.created": task, "document.processed": document,
+          "query.completed": query, "notification.sent": notification}
+
+
+def _fill(r: redis.Redis, event_type: str, count: int, span_ms: int) -> bool:
+    key = PREFIX + event_type
+    if r.exists(key):
+        return False
+    start = int(time.time() * 1000) - span_ms
+    pipe = r.pipeline(transaction=False)
+    for i in range(count):
+        at = start + i * span_ms // count
+        pipe.xadd(key, envelope(event_type, MAKERS[event_type](i), at), id=f"{at}-{i}")
+    pipe.execute()
+    return True
+
+
+def _group(r: redis.Redis, key: str | bytes, group: str | bytes, start: str = "0") -> None:
+    try:
+        r.xgroup_create(key, group, id=start, mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _consume(r: redis.Redis, key: str | bytes, group: str | bytes, consumer: str | bytes,
+             count: int, ack: bool) -> list[bytes]:
+    replies = r.xreadgroup(group, consumer, {key: ">"}, count=count) or []
+    ids = [entry_id for _, entries in replies for entry_id, _ in entries]
+    if ack and ids:
+        r.xack(key, group, *ids)
+    return ids
+
+
+def seed(r: redis.Redis) -> list[str]:
+    """Create whatever demo streams are missing; returns what it made."""
+    made = []
+    hour = 3_600_000
+    if _fill(r, "task.created", 600, hour):
+        key = PREFIX + "task.created"
+        _group(r, key, "agent-group")
+        _consume(r, key, "agent-group", "agent-1", 600, ack=True)  # healthy, caught up
+        _group(r, key, "billing-group")
+        _consume(r, key, "billing-group", "billing-1", 560, ack=True)
+        held = _consume(r, key, "billing-group", "billing-7", 25, ack=False)  # then it died
+        for n, entry_id in enumerate(held[:4]):  # redelivered again and again: poison
+            r.xclaim(key, "billing-group", "billing-7", 0, [entry_id], retrycount=6 + n * 3)
+        r.xdel(key, held[-1])  # its data is gone, its pending record stays
+        made.append(key)
+    if _fill(r, "document.processed", 2000, 2 * hour):
+        key = PREFIX + "document.processed"
+        _group(r, key, "analytics-group")
+        _consume(r, key, "analytics-group", "analytics-1", 300, ack=True)  # lagging 1,700
+        _group(r, key, "search-indexer")
+        _consume(r, key, "search-indexer", "indexer-1", 2000, ack=True)
+        made.append(key)
+    for event_type, count in (("query.completed", 250), ("notification.sent", 400)):
+        if _fill(r, event_type, count, hour):
+            _group(r, PREFIX + event_type, "agent-group")
+            _consume(r, PREFIX + event_type, "agent-group", "agent-1", count, ack=True)
+            made.append(PREFIX + event_type)
+    made += _responses(r) + _hostile(r)
+    return made
+
+
+def _responses(r: redis.Redis) -> list[str]:
+    key = PREFIX + "response:5f0c2a2e-demo"
+    if r.exists(key):
+        return []
+    r.xadd(key, envelope("response", {"result": {"doc_id": "doc-7", "chunks": 12},
+                                      "status": "success"}))
+    r.expire(key, 24 * 3600)
+    return [key]
+
+
+def _hostile(r: redis.Redis) -> list[str]:
+    made = []
+    if not r.exists(HOSTILE_KEY):
+        r.execute_command(
+            "XADD", HOSTILE_KEY, "*",
+            "<b>field</b>", "<script>alert('value')</script>",
+            "dup", "first", "dup", "second",
+            "binary", b"\x00\x01\xff\xfe raw bytes \x80",
+            "invalid-utf8", b"caf\xe9 \xc3\x28",
+            "emoji", "stream ✓ 流 🚀",
+            "json", json.dumps({"html": "<img src=x onerror=alert(1)>"}),
+        )
+        script = {"x": "</pre><script>alert(2)</script>"}
+        r.xadd(HOSTILE_KEY, envelope("<svg onload=alert(1)>", script))
+        r.xadd(HOSTILE_KEY, {"big": "x" * (1024 * 1024)})  # 1 MB value
+        _group(r, HOSTILE_KEY, "<i>group</i>")
+        _consume(r, HOSTILE_KEY, "<i>group</i>", b"consumer-\xff<u>", 2, ack=False)
+        made.append(HOSTILE_KEY)
+    if not r.exists(BINARY_KEY):
+        r.xadd(BINARY_KEY, {b"\xff\x00": b"\xde\xad\xbe\xef"})
+        _group(r, BINARY_KEY, b"grp/\xff")
+        made.append(repr(BINARY_KEY))
+    return made
+
+
+def traffic(r: redis.Redis, rate: float = 5.0) -> None:
+    """Publish events for ever and let a healthy consumer keep up (the demo's live traffic)."""
+    i = 10_000
+    while True:
+        event_type = random.choice(list(MAKERS))
+        r.xadd(PREFIX + event_type, envelope(event_type, MAKERS[event_type](i)),
+               maxlen=10_000, approximate=True)
+        _consume(r, PREFIX + event_type, "agent-group", "agent-1", 100, ack=True)
+        i += 1
+        time.sleep(1 / rate)

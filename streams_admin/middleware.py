@@ -1,0 +1,30 @@
+"""Redis down or slow is a page with a banner and a retry, never a stack trace or a hang."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import redis
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+log = logging.getLogger(__name__)
+
+
+class RedisUnavailableMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, (redis.ConnectionError, redis.TimeoutError)):
+            return None
+        log.warning("Redis unavailable for %s: %s", request.path, exception)
+        response = render(
+            request, "streams_admin/redis_down.html", {"error": str(exception)}, status=503
+        )
+        response["Retry-After"] = "5"
+        return response

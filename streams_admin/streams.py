@@ -1,0 +1,196 @@
+"""The read model: every query the pages make, as frozen dataclasses. No writes.
+
+Each function's cost depends on its page size, never on a stream's length or on the
+number of pending entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from streams_admin import conf
+from streams_admin.redis import Server, client, server_from_info
+from streams_admin.values import Entry, id_time, parse_entry, text_id
+
+LAG_NOT_SUPPORTED = "n/a: this server reports no lag (Redis 7.0+ does)"
+LAG_UNKNOWN = (
+    "Redis cannot count it: entries past the group's last-delivered ID were deleted "
+    "or trimmed, or its ID was set without ENTRIESREAD"
+)
+
+
+class NotFound(Exception):
+    """The stream, group or entry named in the URL does not exist (any more)."""
+
+
+@dataclass(frozen=True)
+class Group:
+    name: bytes
+    consumers: int
+    pending: int
+    last_delivered_id: str
+    entries_read: int | None
+    lag: int | None
+    lag_note: str  # why lag is None
+
+    @property
+    def last_delivered_time(self) -> datetime | None:
+        return id_time(self.last_delivered_id)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    key: bytes
+    length: int
+    first_id: str | None
+    last_id: str | None  # last-generated-id
+    entries_added: int | None
+    max_deleted_entry_id: str | None
+    recorded_first_entry_id: str | None
+    groups: tuple[Group, ...]
+
+    @property
+    def first_time(self) -> datetime | None:
+        return id_time(self.first_id) if self.first_id else None
+
+    @property
+    def last_time(self) -> datetime | None:
+        return id_time(self.last_id) if self.last_id and self.length else None
+
+    @property
+    def pending(self) -> int:
+        return sum(group.pending for group in self.groups)
+
+    @property
+    def worst_lag(self) -> int | None:
+        known = [group.lag for group in self.groups if group.lag is not None]
+        return max(known) if known else None
+
+    @property
+    def lag_unknown(self) -> bool:
+        return any(group.lag is None for group in self.groups)
+
+
+def server() -> Server:
+    return server_from_info(client().info())
+
+
+def _group(raw: dict, server: Server) -> Group:
+    lag = raw.get("lag")
+    note = "" if lag is not None else (LAG_UNKNOWN if server.has_lag else LAG_NOT_SUPPORTED)
+    return Group(
+        name=raw["name"],
+        consumers=int(raw["consumers"]),
+        pending=int(raw["pending"]),
+        last_delivered_id=text_id(raw["last-delivered-id"]) or "0-0",
+        entries_read=raw.get("entries-read"),
+        lag=lag,
+        lag_note=note,
+    )
+
+
+def _stream(key: bytes, info: dict, groups: list[dict], server: Server) -> StreamInfo:
+    first = info.get("first-entry")
+    return StreamInfo(
+        key=key,
+        length=int(info["length"]),
+        first_id=text_id(first[0]) if first else None,
+        last_id=text_id(info.get("last-generated-id")),
+        entries_added=info.get("entries-added"),
+        max_deleted_entry_id=text_id(info.get("max-deleted-entry-id")),
+        recorded_first_entry_id=text_id(info.get("recorded-first-entry-id")),
+        groups=tuple(_group(g, server) for g in groups),
+    )
+
+
+def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
+    """XINFO STREAM and XINFO GROUPS for many keys in one pipeline (None: key gone)."""
+    pipe = client().pipeline(transaction=False)
+    for key in keys:
+        pipe.xinfo_stream(key)
+        pipe.xinfo_groups(key)
+    replies = pipe.execute(raise_on_error=False)
+    infos: list[StreamInfo | None] = []
+    for i, key in enumerate(keys):
+        info, groups = replies[2 * i], replies[2 * i + 1]
+        if isinstance(info, Exception) or isinstance(groups, Exception):
+            if isinstance(info, redis.ConnectionError | redis.TimeoutError):
+                raise info
+            infos.append(None)  # deleted or retyped since SCAN saw it
+        else:
+            infos.append(_stream(key, info, groups, server))
+    return infos
+
+
+def stream(key: bytes, server: Server) -> StreamInfo:
+    info = stream_infos([key], server)[0]
+    if info is None:
+        raise NotFound(key)
+    return info
+
+
+def group(stream_info: StreamInfo, name: bytes) -> Group:
+    for candidate in stream_info.groups:
+        if candidate.name == name:
+            return candidate
+    raise NotFound(name)
+
+
+def scan_streams(pattern: str, limit: int) -> tuple[list[bytes], bool]:
+    """Stream keys matching pattern (SCAN with TYPE, never KEYS), and whether limit cut it."""
+    keys: list[bytes] = []
+    for key in client().scan_iter(match=pattern, count=conf.get("SCAN_COUNT"), _type="stream"):
+        if len(keys) >= limit:
+            return keys, True
+        keys.append(key)
+    return keys, False
+
+
+def entry(key: bytes, entry_id: str) -> Entry | None:
+    found = client().xrange(key, entry_id, entry_id, count=1)
+    return parse_entry(found[0]) if found else None
+
+
+@dataclass(frozen=True)
+class EntriesPage:
+    entries: tuple[Entry, ...]  # newest first
+    newer: str | None  # cursor: the page above starts after this ID
+    older: str | None  # cursor: the page below starts before this ID
+
+
+def _flip(bound: str) -> str:
+    """The complementary bound: "(X" (exclusive) becomes "X", and "X" becomes "(X"."""
+    return bound[1:] if bound.startswith("(") else "(" + bound
+
+
+def entries_page(
+    key: bytes, count: int, *, before: str = "+", after: str | None = None
+) -> EntriesPage:
+    """A page of entries, newest first: at or before `before`, or just after `after`.
+
+    Bounds take Redis range syntax ("(" makes one exclusive). One round trip: the page and
+    a one-entry probe that tells whether anything lies beyond its other edge.
+    """
+    pipe = client().pipeline(transaction=False)
+    if after is not None:
+        pipe.xrange(key, after, "+", count=count + 1)
+        pipe.xrevrange(key, _flip(after), "-", count=1)
+        page, probe = pipe.execute()
+        rows = [parse_entry(item) for item in page][::-1]
+        extra = len(rows) > count
+        rows = rows[-count:] if rows else rows
+        newer = rows[0].id if extra else None
+        older = rows[-1].id if rows and probe else None
+        return EntriesPage(tuple(rows), newer, older)
+    pipe.xrevrange(key, before, "-", count=count + 1)
+    if before != "+":
+        pipe.xrange(key, _flip(before), "+", count=1)
+    page, *probe = pipe.execute()
+    rows = [parse_entry(item) for item in page]
+    older = rows[count - 1].id if len(rows) > count else None
+    rows = rows[:count]
+    newer = rows[0].id if rows and probe and probe[0] else None
+    return EntriesPage(tuple(rows), newer, older)

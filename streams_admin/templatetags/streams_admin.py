@@ -1,0 +1,78 @@
+"""Filters that turn the read model's bytes and numbers into text; autoescaping still applies."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django import template
+from django.http import QueryDict
+
+from streams_admin import names
+from streams_admin.values import Value
+
+register = template.Library()
+
+
+@register.filter
+def token(name: bytes) -> str:
+    """A key, group or consumer name as it goes into a URL or a form value."""
+    return names.to_token(name)
+
+
+@register.filter
+def show(name: bytes | None) -> str:
+    return "" if name is None else names.show(name)
+
+
+@register.filter
+def duration(ms: int | None) -> str:
+    if ms is None or ms < 0:
+        return "never" if ms == -1 else "n/a"
+    seconds = ms // 1000
+    if seconds < 1:
+        return f"{ms} ms"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
+@register.filter
+def seconds(value: int) -> str:
+    return duration(value * 1000)
+
+
+@register.filter
+def ago(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    ms = int((datetime.now(UTC) - moment).total_seconds() * 1000)
+    return f"in {duration(-ms)}" if ms < 0 else f"{duration(ms)} ago"
+
+
+@register.filter
+def utc(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if moment else "n/a"
+
+
+@register.simple_tag(takes_context=True)
+def query(context: template.Context, **changes: object) -> str:
+    """The current query string with some parameters changed (None or "" removes one)."""
+    params: QueryDict = context["request"].GET.copy()
+    for name, value in changes.items():
+        params.pop(name, None)
+        if value not in (None, ""):
+            params[name] = str(value)
+    return "?" + params.urlencode() if params else "?"
+
+
+@register.filter
+def is_long(value: Value, chars: int) -> bool:
+    return value.is_long(int(chars))
+
+
+@register.filter
+def preview(value: Value, chars: int) -> str:
+    return value.preview(int(chars))

@@ -1,0 +1,175 @@
+"""Entries as the pages show them: bytes kept faithfully, decoded once, envelopes recognised."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+
+from streams_admin import names
+
+ENVELOPE_FIELDS = (b"event_id", b"event_type", b"timestamp", b"data")
+ID_RE = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+
+
+def id_time(entry_id: str) -> datetime | None:
+    """An entry ID's milliseconds part as a UTC time (None for 0-0 and IDs past year 9999)."""
+    try:
+        ms = int(entry_id.split("-", 1)[0])
+        return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def text_id(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def human_bytes(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return ""  # unreachable
+
+
+@dataclass(frozen=True)
+class Value:
+    """A field name or value: any bytes."""
+
+    raw: bytes
+
+    @cached_property
+    def is_text(self) -> bool:
+        return names.is_printable(self.raw)
+
+    @cached_property
+    def text(self) -> str:
+        """UTF-8 as is; invalid bytes and control characters as escapes."""
+        return names.escape(self.raw)
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+    @property
+    def size_text(self) -> str:
+        return human_bytes(self.size)
+
+    def preview(self, chars: int) -> str:
+        return self.text[:chars]
+
+    def is_long(self, chars: int) -> bool:
+        return len(self.text) > chars
+
+    def hex(self, limit: int = 4096) -> str:
+        data = self.raw[:limit]
+        return " ".join(data[i : i + 16].hex(" ") for i in range(0, len(data), 16))
+
+    @property
+    def name_token(self) -> str:
+        return names.to_token(self.raw)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The spec's event envelope: event_id, event_type, timestamp and JSON data."""
+
+    event_id: str
+    event_type: str
+    timestamp: str
+    data: Value
+    data_json: object | None
+    data_is_json: bool
+
+    @cached_property
+    def pretty_data(self) -> str:
+        if not self.data_is_json:
+            return self.data.text
+        return json.dumps(self.data_json, indent=2, ensure_ascii=False, sort_keys=False)
+
+    @property
+    def response_stream(self) -> str | None:
+        if isinstance(self.data_json, dict):
+            stream = self.data_json.get("response_stream")
+            return stream if isinstance(stream, str) else None
+        return None
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    fields: tuple[tuple[Value, Value], ...]  # in order, duplicates kept
+
+    @property
+    def time(self) -> datetime | None:
+        return id_time(self.id)
+
+    @cached_property
+    def envelope(self) -> Envelope | None:
+        by_name: dict[bytes, bytes] = {}
+        for name, value in self.fields:
+            by_name.setdefault(name.raw, value.raw)
+        if not all(field in by_name for field in ENVELOPE_FIELDS):
+            return None
+        texts = [Value(by_name[f]).text for f in ENVELOPE_FIELDS[:3]]
+        data = Value(by_name[b"data"])
+        try:
+            parsed, is_json = json.loads(data.raw), True
+        except ValueError:
+            parsed, is_json = None, False
+        return Envelope(*texts, data=data, data_json=parsed, data_is_json=is_json)
+
+    @property
+    def other_fields(self) -> tuple[tuple[Value, Value], ...]:
+        """Fields beyond the envelope's first four (the page shows them under it)."""
+        seen: set[bytes] = set()
+        rest = []
+        for name, value in self.fields:
+            if name.raw in ENVELOPE_FIELDS and name.raw not in seen:
+                seen.add(name.raw)
+                continue
+            rest.append((name, value))
+        return tuple(rest)
+
+    def xadd_command(self, key: bytes) -> str:
+        """The redis-cli command that adds this entry again (shell-quoted)."""
+        parts = ["XADD", _cli_quote(key), "*"]
+        for name, value in self.fields:
+            parts += [_cli_quote(name.raw), _cli_quote(value.raw)]
+        return " ".join(parts)
+
+
+def _cli_quote(raw: bytes) -> str:
+    """redis-cli's double-quoted string syntax, which takes \\xHH escapes for any byte."""
+    out = []
+    for byte in raw:
+        ch = chr(byte)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= byte < 127:
+            out.append(ch)
+        else:
+            out.append(f"\\x{byte:02x}")
+    return '"' + "".join(out) + '"'
+
+
+def parse_entry(item: list) -> Entry:
+    entry_id, flat = item
+    pairs = tuple((Value(flat[i]), Value(flat[i + 1])) for i in range(0, len(flat), 2))
+    return Entry(id=text_id(entry_id) or "", fields=pairs)
+
+
+def parse_time(text: str) -> int | None:
+    """Milliseconds for an ISO date-time (UTC unless it says otherwise), else None."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)

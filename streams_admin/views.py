@@ -1,0 +1,129 @@
+"""One function view per screen; htmx requests get the screen's partial."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import user_passes_test
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django_htmx.middleware import HtmxDetails
+
+from streams_admin import conf, params, pending, streams
+from streams_admin import overview as overview_model
+from streams_admin.values import ID_RE
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff login required, never cached; a missing stream, group or entry is a 404 page."""
+
+    @wraps(view)
+    def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            return view(request, *args, **kwargs)
+        except streams.NotFound as exc:
+            raise Http404(f"{exc.args[0]!r} does not exist (any more).") from exc
+
+    staff = user_passes_test(lambda u: u.is_active and u.is_staff)
+    return never_cache(staff(wrapper))
+
+
+def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict) -> HttpResponse:
+    if request.htmx and not request.htmx.history_restore_request:
+        template += f"#{partial}"
+    return render(request, template, context)
+
+
+@screen
+def overview(request: HtmxHttpRequest) -> HttpResponse:
+    q = request.GET
+    sort = q.get("sort", "name") if q.get("sort") in overview_model.SORTS else "name"
+    try:
+        page = int(q.get("page", 1))
+    except ValueError:
+        page = 1
+    server = streams.server()
+    data = overview_model.overview(
+        server, query=q.get("q", ""), sort=sort, desc=q.get("desc") == "1", page=page
+    )
+    context = {"overview": data, "q": q.get("q", ""), "sort": sort, "desc": q.get("desc") == "1",
+               "server": server, "thresholds": _thresholds()}
+    return _render(request, "streams_admin/overview.html", "streams", context)
+
+
+def _thresholds() -> dict[str, int]:
+    return {name.lower(): conf.get(name) for name in
+            ("LAG_THRESHOLD", "IDLE_THRESHOLD_MS", "POISON_DELIVERIES")}
+
+
+@screen
+def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
+    q = request.GET
+    size = params.page_size(q)
+    server = streams.server()
+    info = streams.stream(key, server)
+    error = ""
+    try:
+        if q.get("at"):
+            page = streams.entries_page(key, size, before=params.id_or_time(q["at"]))
+        elif after := params.entry_id(q.get("after")):
+            page = streams.entries_page(key, size, after=f"({after}")
+        elif before := params.entry_id(q.get("before")):
+            page = streams.entries_page(key, size, before=f"({before}")
+        else:
+            page = streams.entries_page(key, size)
+    except params.BadParam as exc:
+        error, page = str(exc), streams.entries_page(key, size)
+    context = {"stream": info, "page": page, "size": size, "sizes": conf.get("PAGE_SIZES"),
+               "at": q.get("at", ""), "error": error, "server": server,
+               "preview_chars": conf.get("PREVIEW_CHARS")}
+    return _render(request, "streams_admin/stream.html", "entries", context)
+
+
+@screen
+def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
+    if not ID_RE.match(entry_id):
+        raise Http404("Not an entry ID.")
+    server = streams.server()
+    info = streams.stream(key, server)
+    found = streams.entry(key, entry_id)
+    context = {
+        "stream": info,
+        "entry_id": entry_id,
+        "entry": found,
+        "xadd": found.xadd_command(key) if found else "",
+        "poison": conf.get("POISON_DELIVERIES"),
+        "pending_in": pending.entry_pending(key, entry_id, info.groups),
+        "full": request.GET.get("full") == "1",
+        "preview_chars": conf.get("ENTRY_PREVIEW_CHARS"),
+        "server": server,
+    }
+    return render(request, "streams_admin/entry.html", context)
+
+
+@screen
+def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
+    q = request.GET
+    size = params.page_size(q)
+    server = streams.server()
+    info = streams.stream(key, server)
+    detail = pending.group_detail(info, streams.group(info, group))
+    error = ""
+    try:
+        consumer, min_idle = params.name(q.get("consumer")), params.duration_ms(q.get("idle"))
+        after = params.entry_id(q.get("after"))
+    except params.BadParam as exc:
+        error, consumer, min_idle, after = str(exc), None, None, None
+    page = pending.pending_page(key, group, size, after=after, consumer=consumer,
+                                min_idle_ms=min_idle)
+    context = {"stream": info, "detail": detail, "page": page, "consumer": consumer,
+               "idle": q.get("idle", ""), "size": size, "sizes": conf.get("PAGE_SIZES"),
+               "error": error, "server": server, "thresholds": _thresholds()}
+    return _render(request, "streams_admin/group.html", "pending", context)

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer
+
+os.environ.setdefault("SECRET_KEY", "tests-only")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def r(redis_server: RedisServer, settings) -> Iterator[redis.Redis]:
+    """A bytes client on the suite's own, emptied redis-server; the app is pointed at it."""
+    if redis_server.process is None:
+        redis_server.start()
+    settings.REDIS_URL = redis_server.url
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    yield client
+    client.close()

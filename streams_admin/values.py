@@ -109,6 +109,10 @@ class Entry:
     def time(self) -> datetime | None:
         return id_time(self.id)
 
+    @property
+    def size(self) -> int:
+        return sum(name.size + value.size for name, value in self.fields)
+
     @cached_property
     def envelope(self) -> Envelope | None:
         by_name: dict[bytes, bytes] = {}

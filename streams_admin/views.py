@@ -94,14 +94,15 @@ def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
     server = streams.server()
     info = streams.stream(key, server)
     found = streams.entry(key, entry_id)
+    full = request.GET.get("full") == "1"
     context = {
         "stream": info,
         "entry_id": entry_id,
         "entry": found,
-        "xadd": found.xadd_command(key) if found else "",
+        "xadd": found.xadd_command(key) if found and (full or found.size <= 65536) else "",
         "poison": conf.get("POISON_DELIVERIES"),
         "pending_in": pending.entry_pending(key, entry_id, info.groups),
-        "full": request.GET.get("full") == "1",
+        "full": full,
         "preview_chars": conf.get("ENTRY_PREVIEW_CHARS"),
         "server": server,
     }

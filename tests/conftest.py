@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 import redis
 
 from tests.redis_server import RedisServer
-
-os.environ.setdefault("SECRET_KEY", "tests-only")
 
 
 @pytest.fixture(scope="session")

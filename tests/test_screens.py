@@ -1,0 +1,211 @@
+"""Each screen against a scenario built here: the numbers shown are the ones Redis reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from django.urls import reverse
+
+from tests.html import link, table
+
+
+def envelope(event_type: str, data: dict) -> dict[str, str]:
+    return {"event_id": f"id-{data.get('n', 0)}", "event_type": event_type,
+            "timestamp": "2026-11-28T10:00:00+00:00", "data": json.dumps(data)}
+
+
+@pytest.fixture
+def scenario(r: redis.Redis) -> redis.Redis:
+    """orders: 30 entries; group "ship" read 10, acked 4; "audit" read nothing."""
+    for n in range(30):
+        r.xadd("orders", envelope("order.placed", {"n": n}), id=f"{1_700_000_000_000 + n}-0")
+    r.xgroup_create("orders", "ship", id="0")
+    r.xgroup_create("orders", "audit", id="0")
+    r.xreadgroup("ship", "worker-a", {"orders": ">"}, count=6)
+    r.xreadgroup("ship", "worker-b", {"orders": ">"}, count=4)
+    pending = [row["message_id"] for row in r.xpending_range("orders", "ship", "-", "+", 4)]
+    r.xack("orders", "ship", *pending)
+    r.xadd("plain", {"a": "1"})
+    return r
+
+
+def test_overview_shows_what_xinfo_says(admin_client, scenario: redis.Redis) -> None:
+    rows = {row[0]: row for row in table(admin_client.get("/").content)}
+    assert set(rows) == {"orders", "plain"}
+    groups = scenario.xinfo_groups("orders")
+    lags = {g["name"]: g["lag"] for g in groups}
+    assert rows["orders"][1:5] == [
+        str(scenario.xlen("orders")), "2",
+        str(sum(g["pending"] for g in groups)), str(max(lags.values())),
+    ]
+    assert rows["orders"][1:5] == ["30", "2", "6", "30"]
+    assert rows["plain"][1:4] == ["1", "0", "0"]
+
+
+def test_overview_sorts_filters_and_pages(admin_client, r: redis.Redis, settings) -> None:
+    for n in range(7):
+        for _ in range(n + 1):
+            r.xadd(f"s{n}", {"f": "v"})
+    r.set("not-a-stream", "x")
+    settings.STREAMS_ADMIN = {"OVERVIEW_PAGE_SIZE": 3}
+    by_length = table(admin_client.get("/?sort=length&desc=1").content)
+    assert [row[0] for row in by_length] == ["s6", "s5", "s4"]
+    page3 = admin_client.get("/?sort=length&desc=1&page=3").content
+    assert [row[0] for row in table(page3)] == ["s0"]
+    assert b"Page 3 of 3" in page3
+    filtered = table(admin_client.get("/?q=S3").content)
+    assert [row[0] for row in filtered] == ["s3"]
+
+
+def test_overview_health_summary_names_the_problems(admin_client, r: redis.Redis, settings) -> None:
+    settings.STREAMS_ADMIN = {"LAG_THRESHOLD": 5, "POISON_DELIVERIES": 3}
+    for _ in range(10):
+        r.xadd("jobs", {"f": "v"})
+    r.xgroup_create("jobs", "slow", id="0")
+    r.xreadgroup("slow", "c1", {"jobs": ">"}, count=1)
+    stuck = r.xrange("jobs", count=1)[0][0]
+    r.xclaim("jobs", "slow", "c1", 0, [stuck], retrycount=4)
+    page = admin_client.get("/").content.decode()
+    assert "9 entries not yet delivered" in page
+    assert f"{stuck.decode()} delivered 4 times" in page
+
+
+def test_stream_page_lists_entries_newest_first_with_envelope(admin_client, scenario) -> None:
+    url = reverse("streams_admin:stream", args=[b"orders"])
+    response = admin_client.get(url + "?size=20")
+    groups, entries = table(response.content, 0), table(response.content, 1)
+    assert [g[0] for g in groups] == ["audit", "ship"]
+    ship = next(g for g in groups if g[0] == "ship")
+    assert ship[1:3] == ["2", "6"] and ship[4:6] == ["10", "20"]
+    assert len(entries) == 20
+    assert entries[0][0] == "1700000000029-0" and entries[19][0] == "1700000000010-0"
+    assert "order.placed" in entries[0][2] and "id-29" in entries[0][2]
+    assert '"n": 29' in entries[0][3]
+
+
+def test_stream_paging_by_id_has_no_gap_and_no_duplicate(admin_client, scenario) -> None:
+    url = reverse("streams_admin:stream", args=[b"orders"])
+    seen: list[str] = []
+    page = admin_client.get(url + "?size=20").content
+    while True:
+        seen += [row[0] for row in table(page, 1)]
+        try:
+            page = admin_client.get(url + link(page, "Older →")).content
+        except AssertionError:
+            break
+    assert seen == [f"{1_700_000_000_000 + n}-0" for n in range(29, -1, -1)]
+    newer = admin_client.get(url + link(page, "← Newer")).content
+    assert [row[0] for row in table(newer, 1)][-1] == "1700000000010-0"
+
+
+def test_stream_jump_to_id_and_time(admin_client, scenario) -> None:
+    url = reverse("streams_admin:stream", args=[b"orders"])
+    by_id = table(admin_client.get(url + "?at=1700000000005-0&size=20").content, 1)
+    assert [row[0] for row in by_id][:2] == ["1700000000005-0", "1700000000004-0"]
+    # 1700000000005 ms is 2023-11-14T22:13:20.005Z
+    by_time = table(admin_client.get(url + "?at=2023-11-14T22:13:20.005Z").content, 1)
+    assert by_time[0][0] == "1700000000005-0"
+    bad = admin_client.get(url + "?at=yesterday-ish").content.decode()
+    assert "is neither an entry ID nor a date-time" in bad
+
+
+def test_entry_page_shows_where_it_is_pending(admin_client, scenario) -> None:
+    first_pending = scenario.xpending("orders", "ship")["min"].decode()
+    url = reverse("streams_admin:entry", args=[b"orders", first_pending])
+    page = admin_client.get(url).content.decode()
+    rows = table(page, 0)
+    row = scenario.xpending_range("orders", "ship", first_pending, first_pending, 1)[0]
+    assert rows == [["ship", row["consumer"].decode(), rows[0][2], "1"]]
+    assert "order.placed" in page
+    assert "XADD &quot;orders&quot; * &quot;event_id&quot;" in page
+
+
+def test_entry_page_for_a_deleted_entry_says_so(admin_client, scenario) -> None:
+    gone = scenario.xpending("orders", "ship")["min"].decode()
+    scenario.xdel("orders", gone)
+    page = admin_client.get(reverse("streams_admin:entry", args=[b"orders", gone])).content
+    assert b"deleted or trimmed" in page
+    assert table(page, 0)[0][0] == "ship"
+
+
+def test_group_page_matches_xinfo_and_xpending(admin_client, scenario: redis.Redis) -> None:
+    url = reverse("streams_admin:group", args=[b"orders", b"ship"])
+    page = admin_client.get(url).content.decode()
+    consumers = {row[0]: row for row in table(page, 0)}
+    for info in scenario.xinfo_consumers("orders", "ship"):
+        assert consumers[info["name"].decode()][1] == str(info["pending"])
+    pending = table(page, 1)
+    expected = scenario.xpending_range("orders", "ship", "-", "+", 100)
+    assert [(row[0], row[1], row[3]) for row in pending] == [
+        (e["message_id"].decode(), e["consumer"].decode(), str(e["times_delivered"]))
+        for e in expected
+    ]
+    assert ">20<" in page  # lag
+
+
+def test_group_pending_filtered_by_consumer_and_idle(admin_client, scenario) -> None:
+    url = reverse("streams_admin:group", args=[b"orders", b"ship"])
+    only_b = table(admin_client.get(url + "?consumer=worker-b").content, 1)
+    assert {row[1] for row in only_b} == {"worker-b"} and len(only_b) == 4
+    none_idle = admin_client.get(url + "?idle=1h").content
+    assert "No pending entries match this filter" in none_idle.decode()
+    bad = admin_client.get(url + "?idle=soon").content.decode()
+    assert "is not a duration" in bad
+
+
+def test_group_pending_pages_and_marks_poison_and_gone(admin_client, r: redis.Redis, settings):
+    settings.STREAMS_ADMIN = {"POISON_DELIVERIES": 3, "PAGE_SIZES": (2, 50), "PAGE_SIZE": 2}
+    ids = [r.xadd("q", {"n": str(n)}) for n in range(5)]
+    r.xgroup_create("q", "g", id="0")
+    r.xreadgroup("g", "c", {"q": ">"})
+    r.xclaim("q", "g", "c", 0, [ids[1]], retrycount=7)
+    r.xdel("q", ids[2])
+    url = reverse("streams_admin:group", args=[b"q", b"g"])
+    first = admin_client.get(url).content
+    rows = table(first, 1)
+    assert [row[0] for row in rows] == [ids[0].decode(), ids[1].decode()]
+    assert "poison suspect" in rows[1][5]
+    second = admin_client.get(url + link(first, "Next →")).content
+    rows = table(second, 1)
+    assert [row[0] for row in rows] == [ids[2].decode(), ids[3].decode()]
+    assert "data gone" in rows[0][5]
+
+
+def test_lag_unknown_is_explained(admin_client, r: redis.Redis) -> None:
+    ids = [r.xadd("t", {"n": str(n)}) for n in range(5)]
+    r.xgroup_create("t", "g", id="0")
+    r.xreadgroup("g", "c", {"t": ">"}, count=1)
+    r.xdel("t", ids[3])  # a deletion past last-delivered makes lag uncountable
+    page = admin_client.get(reverse("streams_admin:group", args=[b"t", b"g"])).content.decode()
+    assert "unknown" in page and "Redis cannot count it" in page
+
+
+@pytest.mark.parametrize("url", ["/", "/streams/nope/", "/streams/nope/groups/g/",
+                                 "/streams/nope/entries/1-0/"])
+def test_login_required_everywhere(client, r: redis.Redis, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_non_staff_users_are_sent_to_login(client, django_user_model, r) -> None:
+    user = django_user_model.objects.create_user("viewer", password="pw")
+    client.force_login(user)
+    assert client.get("/").status_code == 302
+
+
+def test_missing_things_are_a_404_page_not_a_500(admin_client, scenario) -> None:
+    assert admin_client.get("/streams/missing/").status_code == 404
+    assert admin_client.get("/streams/orders/groups/missing/").status_code == 404
+    assert admin_client.get("/streams/orders/entries/not-an-id/").status_code == 404
+    assert admin_client.get("/streams/~!!!/").status_code == 404
+    assert admin_client.get("/streams/orders/entries/1-1/").status_code == 200
+
+
+def test_htmx_requests_get_the_partial(admin_client, scenario) -> None:
+    url = reverse("streams_admin:stream", args=[b"orders"])
+    partial = admin_client.get(url + "?before=1700000000010-0", headers={"HX-Request": "true"})
+    body = partial.content.decode()
+    assert body.lstrip().startswith('<div id="entries">') and "<html" not in body
+    assert table(body)[0][0] == "1700000000009-0"

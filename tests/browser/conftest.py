@@ -1,0 +1,96 @@
+"""The real server under Daphne and a real Chromium, shared by the browser tests of a session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+USERNAME, PASSWORD = "operator", "browser-test-password"
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    url: str
+    username: str
+    password: str
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=60)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"daphne did not answer on port {port}:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def dashboard(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+              ) -> Iterator[Dashboard]:
+    """Daphne serving dashboard.asgi on a free port, pointed at the suite's redis-server."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    env = {**os.environ, "SECRET_KEY": "test", "REDIS_URL": redis_server.url,
+           "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
+           "DJANGO_SUPERUSER_USERNAME": USERNAME, "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
+           "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+    env.pop("DEBUG", None)
+    _manage(env, "migrate", "--noinput")
+    _manage(env, "ensure_login")
+    port = free_port()
+    log = tmp / "daphne.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+             "dashboard.asgi:application"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_port(port, process, log)
+        yield Dashboard(f"http://127.0.0.1:{port}", USERNAME, PASSWORD)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Sync API: it refuses to run inside an event loop, so browser tests stay plain sync
+    # functions, and the module scope stops it before any later async test starts.
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

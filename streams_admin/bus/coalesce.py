@@ -1,0 +1,107 @@
+"""Commands from concurrent callers share pipelines: one round trip carries many of them.
+
+While one pipeline is on the wire, new commands queue up; the next pipeline takes them all.
+Under load batches grow by themselves, and a lone caller still goes out at once (no timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError, TimeoutError
+
+log = logging.getLogger("streams_admin.bus")
+
+# One command: the redis-py method name, its positional and keyword arguments.
+Command = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+def backoff(first: float, cap: float) -> Iterator[float]:
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
+@dataclass
+class _Batch:
+    commands: list[Command]
+    future: asyncio.Future[list[Any]]
+
+
+@dataclass
+class Coalescer:
+    client: Callable[[], aioredis.Redis]
+    transaction: bool = False
+    max_commands: int = 1_000
+    retry_s: float = 10.0
+    backoff_s: float = 0.1
+    backoff_max_s: float = 5.0
+    _queue: list[_Batch] = field(default_factory=list)
+    _flusher: asyncio.Task[None] | None = None
+
+    async def run(self, commands: list[Command]) -> list[Any]:
+        """Run commands in the next pipeline; their results, errors included as exceptions."""
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Batch(commands, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far has been sent."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batches = self._take()
+            try:
+                results = await self._execute([c for b in batches for c in b.commands])
+            except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+                for batch in batches:
+                    if not batch.future.done():
+                        batch.future.set_exception(error)
+                continue
+            start = 0
+            for batch in batches:
+                end = start + len(batch.commands)
+                if not batch.future.done():
+                    batch.future.set_result(results[start:end])
+                start = end
+
+    def _take(self) -> list[_Batch]:
+        taken, size = [], 0
+        while self._queue and (not taken or size + len(self._queue[0].commands)
+                               <= self.max_commands):
+            batch = self._queue.pop(0)
+            taken.append(batch)
+            size += len(batch.commands)
+        return taken
+
+    async def _execute(self, commands: list[Command]) -> list[Any]:
+        # A Redis that restarts is waited for (with backoff) rather than failing every caller.
+        deadline = time.monotonic() + self.retry_s
+        delays = backoff(self.backoff_s, self.backoff_max_s)
+        while True:
+            try:
+                return await self._pipeline(commands)
+            except (ConnectionError, TimeoutError, OSError) as error:
+                if time.monotonic() >= deadline:
+                    raise
+                delay = next(delays)
+                log.warning("redis unavailable (%s); retrying %d commands in %.2fs",
+                            error, len(commands), delay)
+                await asyncio.sleep(delay)
+
+    async def _pipeline(self, commands: list[Command]) -> list[Any]:
+        async with self.client().pipeline(transaction=self.transaction) as pipe:
+            for name, args, kwargs in commands:
+                getattr(pipe, name)(*args, **kwargs)
+            return await pipe.execute(raise_on_error=False)

@@ -1,0 +1,209 @@
+"""The consumer loop: read with XREADGROUP, bounded in-flight handlers, reclaim, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+from streams_admin.bus.config import BusConfig
+from streams_admin.bus.envelope import text
+from streams_admin.bus.handling import Handling, Subscription, cancelled_quietly
+
+log = logging.getLogger("streams_admin.bus")
+
+Unavailable = (ConnectionError, TimeoutError, OSError)
+EntryKey = tuple[str, str]  # (stream, entry ID)
+
+
+@dataclass
+class Consumer:
+    config: BusConfig
+    client: Callable[[], aioredis.Redis]
+    blocking: Callable[[], aioredis.Redis]  # no socket timeout: XREADGROUP BLOCK waits
+    handling: Handling
+    subscriptions: dict[str, Subscription]  # by stream key
+    _in_flight: dict[EntryKey, asyncio.Task[None]] = field(default_factory=dict)
+    _retry_after: dict[EntryKey, float] = field(default_factory=dict)
+    _cursors: dict[str, str] = field(default_factory=dict)
+    _slot_free: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+    _reading: asyncio.Future[Any] | None = None
+    _failures: int = 0
+
+    @property
+    def group(self) -> str:
+        return self.handling.group
+
+    @property
+    def name(self) -> str:
+        return self.handling.consumer
+
+    async def run(self) -> None:
+        """Consume until stop(); Redis going away is waited out with backoff."""
+        try:
+            while not self._stopping:
+                await self._run_once()
+        finally:
+            if self._stopping:
+                await self._finish()
+            else:  # cancelled from outside: no graceful stop, entries stay pending
+                for task in list(self._in_flight.values()):
+                    task.cancel()
+
+    async def _run_once(self) -> None:
+        try:
+            await self._ensure_groups()
+            await self._recover_own()  # our own pending list first, then new entries
+            await self._read_loop()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        except ResponseError as error:
+            if "NOGROUP" in str(error):
+                log.warning("group %s is gone; creating it again", self.group)
+            else:  # e.g. WRONGTYPE: an operator may fix the key; keep trying, slowly
+                await self._back_off(error)
+        except Unavailable as error:
+            await self._back_off(error)
+
+    async def _back_off(self, error: Exception) -> None:
+        delay = min(self.config.backoff_s * 2 ** self._failures, self.config.backoff_max_s)
+        self._failures += 1
+        log.warning("consumer %s: %r; retrying in %.2fs", self.name, error, delay)
+        await asyncio.sleep(delay)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._slot_free.set()
+        if self._reading is not None:
+            # Cancelling the blocked XREADGROUP drops its connection: nothing was delivered.
+            self._reading.cancel()
+
+    async def _ensure_groups(self) -> None:
+        for stream in self.subscriptions:
+            try:
+                # From "0" (as the spec does): events published before the group existed count.
+                await self.client().xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as error:
+                if "BUSYGROUP" not in str(error):
+                    raise
+
+    async def _read_loop(self) -> None:
+        next_check = time.monotonic() + self.config.claim_interval_s
+        while not self._stopping:
+            await self._wait_for_slot()
+            if time.monotonic() >= next_check:
+                await self._recover_own()
+                await self._autoclaim()
+                next_check = time.monotonic() + self.config.claim_interval_s
+            if self._stopping or self._free() == 0:
+                continue
+            reply = await self._read_new()
+            self._failures = 0
+            for stream, entries in reply or []:
+                for entry_id, fields in entries:
+                    self._dispatch(text(stream), text(entry_id), fields, 1)
+
+    async def _read_new(self) -> Any:
+        # count bounds what is prefetched: backpressure, not an unbounded queue in memory.
+        streams = dict.fromkeys(self.subscriptions, ">")
+        count = max(1, self._free() // len(streams))
+        block = min(self.config.block_ms, int(self.config.claim_interval_s * 1000))
+        self._reading = asyncio.ensure_future(self.blocking().xreadgroup(
+            self.group, self.name, streams, count=count, block=block))
+        try:
+            return await self._reading
+        finally:
+            self._reading = None
+
+    def _free(self) -> int:
+        return self.config.max_in_flight - len(self._in_flight)
+
+    async def _wait_for_slot(self) -> None:
+        while self._free() <= 0 and not self._stopping:
+            self._slot_free.clear()
+            await self._slot_free.wait()
+
+    def _dispatch(self, stream: str, entry_id: str, fields: Any, deliveries: int) -> None:
+        key = (stream, entry_id)
+        if key in self._in_flight or self._stopping:
+            return
+        self._retry_after.pop(key, None)
+        task = asyncio.create_task(self._process(key, fields, deliveries))
+        self._in_flight[key] = task
+
+    async def _process(self, key: EntryKey, fields: Any, deliveries: int) -> None:
+        stream, entry_id = key
+        try:
+            finished = await self.handling.process(
+                self.subscriptions[stream], stream, entry_id, fields, deliveries)
+            if not finished:
+                # Left pending: retried after min_idle, by us or by any consumer of the group.
+                self._retry_after[key] = time.monotonic() + self.config.min_idle_ms / 1000
+        except Exception:  # noqa: BLE001 - never let one entry kill the loop
+            log.exception("processing %s %s failed", stream, entry_id)
+        finally:
+            del self._in_flight[key]
+            self._slot_free.set()
+
+    async def _recover_own(self) -> None:
+        """Our own pending entries not running now: after a restart, or claimed to us."""
+        now = time.monotonic()
+        for stream in self.subscriptions:
+            free = self._free()
+            if free <= 0:
+                return
+            rows = await self.client().xpending_range(
+                stream, self.group, min="-", max="+", consumername=self.name,
+                count=free + len(self._in_flight) + len(self._retry_after))
+            wanted = {text(r["message_id"]): r["times_delivered"] + 1 for r in rows
+                      if self._eligible((stream, text(r["message_id"])), now)}
+            ids = list(wanted)[:free]
+            if ids:
+                claimed = await self.client().xclaim(stream, self.group, self.name, 0, ids)
+                for entry_id, fields in claimed:
+                    self._dispatch(stream, text(entry_id), fields, wanted[text(entry_id)])
+
+    def _eligible(self, key: EntryKey, now: float) -> bool:
+        return key not in self._in_flight and self._retry_after.get(key, 0.0) <= now
+
+    async def _autoclaim(self) -> None:
+        """Take entries idle longer than min_idle from any consumer: dead ones, failed ones."""
+        for stream in self.subscriptions:
+            free = self._free()
+            if free <= 0:
+                return
+            cursor = self._cursors.get(stream, "0-0")
+            reply = await self.client().xautoclaim(
+                stream, self.group, self.name, self.config.min_idle_ms, cursor, count=free)
+            self._cursors[stream] = text(reply[0])
+            entries = [(text(i), f) for i, f in reply[1] if f is not None]
+            if entries:
+                counts = await self._delivery_counts(stream, [i for i, _ in entries])
+                for entry_id, fields in entries:
+                    self._dispatch(stream, entry_id, fields, counts.get(entry_id, 2))
+
+    async def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
+        async with self.client().pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
+            replies = await pipe.execute()
+        return {text(r["message_id"]): r["times_delivered"] for rows in replies for r in rows}
+
+    async def _finish(self) -> None:
+        """Graceful stop: let running handlers finish (within stop_timeout), flush acks."""
+        tasks = list(self._in_flight.values())
+        if tasks:
+            log.info("consumer %s stopping: waiting for %d handlers", self.name, len(tasks))
+            _, late = await asyncio.wait(tasks, timeout=self.config.stop_timeout_s)
+            for task in late:  # their entries stay pending and are redelivered
+                await cancelled_quietly(task)
+        await self.handling.acks.drain()
+        await self.handling.commands.drain()

@@ -1,0 +1,184 @@
+"""What happens to one delivered entry: run its handler, then ack, reply or dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from streams_admin.bus.coalesce import Coalescer, Command
+from streams_admin.bus.config import BusConfig
+from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
+from streams_admin.bus.metrics import BusMetrics
+
+log = logging.getLogger("streams_admin.bus")
+
+Handler = Callable[..., Awaitable[Any] | Any]
+
+
+class FatalError(Exception):
+    """Raised by a handler for an event that can never succeed: dead-lettered at once."""
+
+
+@dataclass(frozen=True)
+class Subscription:
+    event_type: str
+    handler: Handler
+    idempotent: bool = False
+
+    @cached_property
+    def wants_envelope(self) -> bool:
+        """`async def h(data, envelope)` (or any second parameter) also gets the envelope."""
+        params = list(inspect.signature(self.handler).parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+    async def call(self, envelope: Envelope) -> Any:
+        result = (self.handler(envelope.data, envelope) if self.wants_envelope
+                  else self.handler(envelope.data))
+        return await result if inspect.isawaitable(result) else result
+
+
+@dataclass
+class Handling:
+    """Processes entries of one consumer; returns True when the entry left the pending list."""
+
+    config: BusConfig
+    keys: Keys
+    metrics: BusMetrics
+    group: str
+    consumer: str
+    acks: Coalescer  # MULTI pipelines: an ack goes with its reply or dead-letter entry
+    commands: Coalescer  # plain pipelines for reads and markers
+
+    async def process(self, sub: Subscription, stream: str, entry_id: str,
+                      fields: dict[bytes, bytes], deliveries: int) -> bool:
+        if deliveries > 1:
+            self.metrics.redelivered.labels(sub.event_type).inc()
+        try:
+            envelope = decode(stream, entry_id, fields, deliveries)
+        except MalformedEntry as error:
+            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+                                          "malformed")
+        if deliveries > self.config.max_deliveries:
+            # Delivered this often without an ack or a recorded failure: it kills consumers.
+            error = RuntimeError(f"delivered {deliveries} times without finishing")
+            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+                                          "max_deliveries")
+        if sub.idempotent:
+            state = await self._mark_running(sub, envelope)
+            if state == b"done":
+                self.metrics.processed.labels(sub.event_type, "duplicate").inc()
+                return await self._commit(stream, entry_id, [])
+            if state is not None:
+                return False  # another consumer runs it right now; retried after min_idle
+        return await self._run(sub, envelope, fields)
+
+    async def _run(self, sub: Subscription, envelope: Envelope, fields: dict[bytes, bytes]) -> bool:
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            result = await sub.call(envelope)
+        except FatalError as error:
+            return await self._failed(sub, envelope, fields, error, fatal=True)
+        except Exception as error:  # noqa: BLE001 - any handler failure is a retry
+            return await self._failed(sub, envelope, fields, error, fatal=False)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.processing_seconds.labels(sub.event_type).observe(
+                time.perf_counter() - started)
+        self.metrics.processed.labels(sub.event_type, "success").inc()
+        ops = self._reply(envelope, result)
+        if sub.idempotent:
+            done = self.keys.done(self.group, sub.event_type, envelope.event_id)
+            ops.append(("set", (done, b"done"), {"ex": self.config.idempotency_ttl_s}))
+        return await self._commit(envelope.stream, envelope.entry_id, ops)
+
+    async def _failed(self, sub: Subscription, envelope: Envelope, fields: dict[bytes, bytes],
+                      error: Exception, *, fatal: bool) -> bool:
+        self.metrics.processed.labels(sub.event_type, "error").inc()
+        log.warning("handler failed for %s (delivery %d): %r", sub.event_type,
+                    envelope.delivery_count, error, extra=_log_extra(envelope))
+        if fatal or envelope.delivery_count >= self.config.max_deliveries:
+            return await self.dead_letter(sub, envelope.stream, envelope.entry_id, fields, error,
+                                          envelope.delivery_count,
+                                          "fatal" if fatal else "max_deliveries")
+        if sub.idempotent:
+            done = self.keys.done(self.group, sub.event_type, envelope.event_id)
+            await self.commands.run([("delete", (done,), {})])
+        return False
+
+    def _reply(self, envelope: Envelope, result: Any) -> list[Command]:
+        stream = envelope.response_stream
+        if result is None or stream is None:
+            return []
+        if not self.keys.is_response(stream):
+            log.warning("not replying to %r: not a response stream", stream,
+                        extra=_log_extra(envelope))
+            return []
+        correlation_id = envelope.correlation_id or envelope.event_id
+        reply = encode(self.keys.event_type(stream), result, correlation_id=correlation_id)
+        # The expiry cleans up after a requester that gave up before the reply came.
+        return [("xadd", (stream, reply), {}),
+                ("expire", (stream, self.config.response_ttl_s), {})]
+
+    async def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
+                          fields: dict[bytes, bytes], error: BaseException, deliveries: int,
+                          reason: str) -> bool:
+        record: dict[bytes | str, bytes | str] = dict(fields or {})
+        record.update({
+            b"error": f"{type(error).__name__}: {error}", b"reason": reason,
+            b"delivery_count": str(deliveries), b"original_stream": stream,
+            b"original_id": entry_id, b"group": self.group, b"consumer": self.consumer,
+            b"dead_lettered_at": now_iso(),
+        })
+        self.metrics.dead_lettered.labels(sub.event_type, reason).inc()
+        log.error("dead-lettered %s %s after %d deliveries (%s): %s", stream, entry_id,
+                  deliveries, reason, error,
+                  extra={"event_id": _text(fields, b"event_id"), "entry_id": entry_id})
+        ops: list[Command] = [("xadd", (self.keys.deadletter(sub.event_type), record), {})]
+        return await self._commit(stream, entry_id, ops)
+
+    async def _commit(self, stream: str, entry_id: str, ops: list[Command]) -> bool:
+        """Ack (with its reply, marker or dead-letter entry) in the next MULTI of acks."""
+        try:
+            results = await self.acks.run([*ops, ("xack", (stream, self.group, entry_id), {})])
+        except Exception as error:  # noqa: BLE001 - the entry stays pending and comes back
+            log.warning("ack of %s %s failed: %r", stream, entry_id, error)
+            return False
+        failures = [r for r in results if isinstance(r, Exception)]
+        if failures:
+            log.warning("ack of %s %s had errors: %r", stream, entry_id, failures)
+        return not isinstance(results[-1], Exception)
+
+    async def _mark_running(self, sub: Subscription, envelope: Envelope) -> bytes | None:
+        """Take the event's idempotency marker; what it held if someone else has it."""
+        key = self.keys.done(self.group, sub.event_type, envelope.event_id)
+        mine = f"running:{self.consumer}".encode()
+        taken, value = await self.commands.run([
+            ("set", (key, mine), {"nx": True, "px": self.config.min_idle_ms}),
+            ("get", (key,), {}),
+        ])
+        return None if taken is True or value == mine else value
+
+
+def _text(fields: dict[bytes, bytes] | None, name: bytes) -> str | None:
+    value = (fields or {}).get(name)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _log_extra(envelope: Envelope) -> dict[str, Any]:
+    return {"event_id": envelope.event_id, "correlation_id": envelope.correlation_id,
+            "entry_id": envelope.entry_id}
+
+
+async def cancelled_quietly(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):  # we are shutting it down
+        await task

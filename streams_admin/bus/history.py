@@ -1,0 +1,113 @@
+"""Event history, replay, and trimming that never drops what a group still needs."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, text, time_to_id
+
+log = logging.getLogger("streams_admin.bus")
+
+
+def start_id(start: str = "-", since: datetime | None = None) -> str:
+    """XRANGE's start for "from this ID" or "from this time" (whichever is later)."""
+    if since is None:
+        return start
+    by_time = time_to_id(since)
+    return by_time if start == "-" or _id(by_time) > _id(start) else start
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _envelope(stream: str, entry_id: str, fields: Any) -> Envelope:
+    try:
+        return decode(stream, entry_id, fields)
+    except MalformedEntry:
+        # History shows what is there: a non-JSON `data` stays a string.
+        raw = {text(k): text(v) for k, v in fields.items()}
+        return Envelope(event_id=raw.get("event_id") or entry_id,
+                        event_type=raw.get("event_type", ""), timestamp=raw.get("timestamp", ""),
+                        data=raw.get("data"), stream=stream, entry_id=entry_id, fields=raw)
+
+
+async def iter_history(client: aioredis.Redis, keys: Keys, event_type: str, start: str = "-",
+                       end: str = "+", *, since: datetime | None = None,
+                       page: int = 500) -> AsyncIterator[Envelope]:
+    """Every event of a type from an ID or a time on, oldest first, one page at a time."""
+    stream = keys.stream(event_type)
+    low = start_id(start, since)
+    while True:
+        entries = await client.xrange(stream, min=low, max=end, count=page)
+        for entry_id, fields in entries:
+            yield _envelope(stream, text(entry_id), fields)
+        if len(entries) < page:
+            return
+        low = "(" + text(entries[-1][0])  # exclusive: continue after the last one seen
+
+
+async def replay(client: aioredis.Redis, keys: Keys, event_type: str,
+                 handler: Callable[..., Awaitable[Any] | Any], start: str = "-", *,
+                 since: datetime | None = None) -> int:
+    """Feed past events to a handler (as `handler(data)` or `handler(data, envelope)`)."""
+    two_args = len(inspect.signature(handler).parameters) >= 2
+    count = 0
+    async for envelope in iter_history(client, keys, event_type, start, since=since):
+        result = handler(envelope.data, envelope) if two_args else handler(envelope.data)
+        if inspect.isawaitable(result):
+            await result
+        count += 1
+    return count
+
+
+# Atomic, so no group can be created or read from between finding the floor and trimming.
+# The floor is the lowest of: each group's oldest pending entry, and the entry after each
+# group's last-delivered ID (nothing from there on was delivered to that group yet).
+SAFE_TRIM = """
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function lower(a, b)
+  if a == nil then return b end
+  local ams, aseq = parse(a)
+  local bms, bseq = parse(b)
+  if bms < ams or (bms == ams and bseq < aseq) then return b end
+  return a
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+local floor = nil
+if ARGV[1] ~= '' then floor = ARGV[1] end
+for _, group in ipairs(groups) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local ms, seq = parse(info['last-delivered-id'])
+  floor = lower(floor, string.format('%.0f-%.0f', ms, seq + 1))
+  if info['pending'] > 0 then
+    floor = lower(floor, redis.call('XPENDING', KEYS[1], info['name'])[2])
+  end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', floor)
+"""
+
+
+async def safe_trim(client: aioredis.Redis, keys: Keys, event_type: str,
+                    before: str | datetime | None = None) -> int:
+    """Delete old entries that every group has been delivered and acked; how many went.
+
+    `before` (an ID or a time) limits it further. A stream without groups is not trimmed:
+    none of its entries was delivered to anyone yet.
+    """
+    limit = time_to_id(before) if isinstance(before, datetime) else (before or "")
+    removed = await client.eval(SAFE_TRIM, 1, keys.stream(event_type), limit)
+    return int(removed)

@@ -1,0 +1,50 @@
+"""Publishing: concurrent publish() calls are coalesced into pipelines of XADDs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from streams_admin.bus.coalesce import Coalescer, Command
+from streams_admin.bus.config import BusConfig
+from streams_admin.bus.envelope import Keys, encode
+from streams_admin.bus.metrics import BusMetrics
+
+
+@dataclass
+class Publisher:
+    config: BusConfig
+    keys: Keys
+    metrics: BusMetrics
+    pipeline: Coalescer
+
+    async def publish(self, event_type: str, data: Any, correlation_id: str | None = None, *,
+                      event_id: str | None = None, maxlen: int | None = None) -> str:
+        """Append one event to `{prefix}{event_type}`; its event_id once Redis has it."""
+        fields = encode(event_type, data, event_id=event_id, correlation_id=correlation_id)
+        (result,) = await self.pipeline.run([self._xadd(event_type, fields, maxlen)])
+        if isinstance(result, Exception):
+            raise result
+        self.metrics.published.labels(event_type).inc()
+        return fields["event_id"]
+
+    async def publish_many(self, events: Iterable[tuple[str, Any]], *,
+                           correlation_id: str | None = None,
+                           maxlen: int | None = None) -> list[str]:
+        """Publish (event_type, data) pairs in one round trip; their event_ids, in order."""
+        encoded = [(event_type, encode(event_type, data, correlation_id=correlation_id))
+                   for event_type, data in events]
+        results = await self.pipeline.run(
+            [self._xadd(event_type, fields, maxlen) for event_type, fields in encoded])
+        errors = [r for r in results if isinstance(r, Exception)]
+        if errors:
+            raise errors[0]
+        for event_type, _ in encoded:
+            self.metrics.published.labels(event_type).inc()
+        return [fields["event_id"] for _, fields in encoded]
+
+    def _xadd(self, event_type: str, fields: dict[str, str], maxlen: int | None) -> Command:
+        maxlen = maxlen or self.config.maxlen
+        options: dict[str, Any] = {"maxlen": maxlen, "approximate": True} if maxlen else {}
+        return ("xadd", (self.keys.stream(event_type), fields), options)

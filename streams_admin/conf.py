@@ -16,7 +16,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_STREAMS": 50_000,  # SCAN stops here; the overview says so
     "SCAN_COUNT": 1000,
     "LAG_THRESHOLD": 100,  # a group with more undelivered entries is "lagging"
-    "IDLE_THRESHOLD_MS": 5 * 60 * 1000,  # a consumer idle longer, holding entries, is flagged
+    # A consumer idle longer while holding entries is flagged: a live one reads (and so resets
+    # its idle time) every few seconds even when there is nothing new.
+    "IDLE_THRESHOLD_MS": 60 * 1000,
     "POISON_DELIVERIES": 5,  # a pending entry delivered this often is a poison suspect
     "HEALTH_PENDING_SAMPLE": 10,  # oldest pending entries per group checked for poison
     "MAX_CONSUMERS": 1000,  # XINFO CONSUMERS is skipped above this (it has no COUNT)

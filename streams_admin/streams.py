@@ -70,8 +70,12 @@ class StreamInfo:
         return max(known) if known else None
 
     @property
+    def lag_unknown_count(self) -> int:
+        return sum(group.lag is None for group in self.groups)
+
+    @property
     def lag_unknown(self) -> bool:
-        return any(group.lag is None for group in self.groups)
+        return self.lag_unknown_count > 0
 
 
 def server() -> Server:

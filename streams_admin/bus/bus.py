@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -56,6 +56,10 @@ class EventBus:
     @property
     def keys(self) -> Keys:
         return Keys(self.config.prefix)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry or REGISTRY
 
     @property
     def metrics(self) -> BusMetrics:

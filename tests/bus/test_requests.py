@@ -1,0 +1,79 @@
+"""Request/response: replies to the requester's own stream; time-outs leave nothing."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis
+
+from streams_admin.bus import Envelope
+from tests.bus.conftest import consuming
+
+
+async def test_request_gets_the_handlers_return_value(make_bus, r: redis.Redis) -> None:
+    bus = make_bus()
+
+    @bus.subscribe("document.process")
+    async def process(data: dict, envelope: Envelope) -> dict:
+        return {"doc_id": data["doc_id"], "status": "success"}
+
+    async with consuming(bus):
+        response = await bus.request("document.process", {"doc_id": "456"}, timeout=10)
+    assert response == {"doc_id": "456", "status": "success"}
+    assert r.keys("agent:stream:response:*") == []
+
+
+async def test_reply_is_an_envelope_with_an_expiry(make_bus, r: redis.Redis) -> None:
+    bus = make_bus(response_ttl_s=60)
+
+    @bus.subscribe("document.process")
+    async def process(data: dict) -> dict:
+        return {"ok": True}
+
+    r.xadd("agent:stream:document.process", {
+        "event_id": "c-1", "event_type": "document.process", "timestamp": "t",
+        "data": '{"response_stream": "agent:stream:response:c-1"}'})
+    async with consuming(bus):
+        reply = await asyncio.to_thread(r.xread, {"agent:stream:response:c-1": "0"},
+                                        block=10_000)
+    [(_, [(_, fields)])] = reply
+    assert fields[b"data"] == b'{"ok":true}' and fields[b"correlation_id"] == b"c-1"
+    assert fields[b"event_type"] == b"response:c-1"
+    assert 0 < r.ttl("agent:stream:response:c-1") <= 60
+
+
+async def test_timeout_returns_none_and_leaves_no_keys(make_bus, r: redis.Redis) -> None:
+    bus = make_bus()
+    assert await bus.request("nobody.listens", {"x": 1}, timeout=0.2) is None
+    assert r.keys("agent:stream:response:*") == []
+
+
+async def test_concurrent_requests_each_get_their_own_reply(make_bus, r: redis.Redis) -> None:
+    bus = make_bus(max_in_flight=16)
+
+    @bus.subscribe("math.square")
+    async def square(data: dict) -> dict:
+        await asyncio.sleep(0.01 * (data["n"] % 3))  # replies come back out of order
+        return {"square": data["n"] ** 2}
+
+    async with consuming(bus):
+        replies = await asyncio.gather(
+            *(bus.request("math.square", {"n": n}, timeout=10) for n in range(40)))
+    assert replies == [{"square": n * n} for n in range(40)]
+    assert r.keys("agent:stream:response:*") == []
+
+
+async def test_no_reply_outside_response_streams(make_bus, r: redis.Redis) -> None:
+    bus = make_bus()
+    handled: list[int] = []
+
+    @bus.subscribe("document.process")
+    async def process(data: dict) -> dict:
+        handled.append(1)
+        return {"ok": True}
+
+    await bus.publish("document.process", {"response_stream": "users:admin"})
+    async with consuming(bus):
+        while not handled:
+            await asyncio.sleep(0.02)
+    assert not r.exists("users:admin")

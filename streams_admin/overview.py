@@ -13,6 +13,7 @@ from typing import Any
 from streams_admin import conf, names
 from streams_admin.redis import Server, client
 from streams_admin.streams import StreamInfo, scan_streams, stream_infos
+from streams_admin.values import human_duration
 
 SORTS: dict[str, Callable[[StreamInfo], Any]] = {
     "name": lambda s: s.key,
@@ -113,7 +114,7 @@ def _idle(key: bytes, group: bytes, consumers: Any) -> list[Problem]:
     limit = conf.get("IDLE_THRESHOLD_MS")
     return [
         Problem("idle", key, group, c["name"],
-                f"idle {c['idle'] // 1000:,} s holding {c['pending']:,} pending")
+                f"idle {human_duration(c['idle'])} holding {c['pending']:,} pending")
         for c in consumers
         if c["pending"] and c["idle"] > limit
     ]

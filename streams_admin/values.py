@@ -29,6 +29,20 @@ def text_id(value: bytes | str | None) -> str | None:
     return value.decode("ascii") if isinstance(value, bytes) else value
 
 
+def human_duration(ms: int | None) -> str:
+    if ms is None or ms < 0:
+        return "never" if ms == -1 else "n/a"
+    seconds = ms // 1000
+    if seconds < 1:
+        return f"{ms} ms"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts[:2])
+
+
 def human_bytes(size: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":

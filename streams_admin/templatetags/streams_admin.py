@@ -8,7 +8,7 @@ from django import template
 from django.http import QueryDict
 
 from streams_admin import names
-from streams_admin.values import Value
+from streams_admin.values import Value, human_duration
 
 register = template.Library()
 
@@ -26,17 +26,7 @@ def show(name: bytes | None) -> str:
 
 @register.filter
 def duration(ms: int | None) -> str:
-    if ms is None or ms < 0:
-        return "never" if ms == -1 else "n/a"
-    seconds = ms // 1000
-    if seconds < 1:
-        return f"{ms} ms"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return " ".join(parts[:2])
+    return human_duration(ms)
 
 
 @register.filter

@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_PENDING_SAMPLE": 10,  # oldest pending entries per group checked for poison
     "MAX_CONSUMERS": 1000,  # XINFO CONSUMERS is skipped above this (it has no COUNT)
     "PREVIEW_CHARS": 200,
+    "TAIL_MAX_ROWS": 500,  # rows a tail page keeps, and the most it catches up on
+    "TAIL_QUEUE_FRAMES": 100,  # frames queued per socket before the oldest are dropped
+    "TAIL_MAX_STREAMS": 100,  # streams one firehose follows
+    "STATS_INTERVAL": 1.0,  # seconds between live count updates
     "ENTRY_PREVIEW_CHARS": 10_000,
 }
 

@@ -28,12 +28,16 @@ def _raw(response: object, **options: object) -> object:
     return response
 
 
-@functools.cache
-def _client(url: str) -> redis.Redis:
-    r = redis.Redis.from_url(url, **_options())
+def _keep_pairs(r: redis.Redis | redis.asyncio.Redis) -> None:
     # redis-py turns entries into dicts, which drops duplicate field names; keep the pairs.
     for command in ("XRANGE", "XREVRANGE", "XREAD"):
         r.set_response_callback(command, _raw)
+
+
+@functools.cache
+def _client(url: str) -> redis.Redis:
+    r = redis.Redis.from_url(url, **_options())
+    _keep_pairs(r)
     return r
 
 
@@ -41,8 +45,13 @@ def client() -> redis.Redis:
     return _client(conf.redis_url())
 
 
-def async_client() -> redis.asyncio.Redis:
-    return redis.asyncio.Redis.from_url(conf.redis_url(), **_options())
+def async_client(block_seconds: float = 0) -> redis.asyncio.Redis:
+    """A new async client; a blocking read may wait block_seconds on top of the timeout."""
+    options = _options()
+    options["socket_timeout"] = conf.get("SOCKET_TIMEOUT") + block_seconds
+    r = redis.asyncio.Redis.from_url(conf.redis_url(), **options)
+    _keep_pairs(r)
+    return r
 
 
 @receiver(setting_changed)

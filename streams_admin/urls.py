@@ -8,7 +8,9 @@ register_converter(NameConverter, "name")
 app_name = "streams_admin"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("tail/", views.firehose, name="firehose"),
     path("streams/<name:key>/", views.stream, name="stream"),
+    path("streams/<name:key>/tail/", views.tail, name="tail"),
     path("streams/<name:key>/entries/<str:entry_id>/", views.entry, name="entry"),
     path("streams/<name:key>/groups/<name:group>/", views.group, name="group"),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import user_passes_test
 from django.http import Http404, HttpRequest, HttpResponse
@@ -12,7 +13,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django_htmx.middleware import HtmxDetails
 
-from streams_admin import conf, params, pending, streams
+from streams_admin import conf, names, params, pending, streams
 from streams_admin import overview as overview_model
 from streams_admin.values import ID_RE
 
@@ -128,3 +129,32 @@ def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
                "idle": q.get("idle", ""), "size": size, "sizes": conf.get("PAGE_SIZES"),
                "error": error, "server": server, "thresholds": _thresholds()}
     return _render(request, "streams_admin/group.html", "pending", context)
+
+
+TAIL_PARAMS = ("from", "type", "field", "op", "value", "q")
+
+
+def _tail(request: HtmxHttpRequest, stream_info: streams.StreamInfo | None,
+          ws_query: dict[str, str]) -> HttpResponse:
+    ws_query |= {name: request.GET[name] for name in TAIL_PARAMS if request.GET.get(name)}
+    context = {"stream": stream_info, "ws_query": urlencode(ws_query), "server": streams.server(),
+               "form": {name: request.GET.get(name, "") for name in TAIL_PARAMS},
+               "pattern": ws_query.get("pattern", ""), "max_rows": conf.get("TAIL_MAX_ROWS")}
+    return render(request, "streams_admin/tail.html", context)
+
+
+@screen
+def tail(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
+    """One stream, live; `after` continues exactly from an entry the stream page showed."""
+    info = streams.stream(key, streams.server())
+    ws_query = {"key": names.to_token(key)}
+    if after := request.GET.get("after"):
+        ws_query["after"] = after
+    return _tail(request, info, ws_query)
+
+
+@screen
+def firehose(request: HtmxHttpRequest) -> HttpResponse:
+    """Every stream whose key matches a pattern, live."""
+    pattern = request.GET.get("pattern", "").strip() or conf.get("KEY_PATTERN")
+    return _tail(request, None, {"pattern": pattern})

@@ -1,0 +1,95 @@
+// Live tail: rows arrive over a websocket, newest on top; pause keeps counting, reconnect
+// resumes after the last ID shown so nothing is missed or shown twice.
+(function () {
+  "use strict";
+  const table = document.getElementById("tail");
+  if (!table) return;
+  const body = document.getElementById("tail-rows");
+  const maxRows = parseInt(table.dataset.maxRows, 10) || 500;
+  const state = document.getElementById("tail-state");
+  const pauseButton = document.getElementById("tail-pause");
+  const pausedBadge = document.getElementById("tail-paused");
+  const count = document.getElementById("tail-count");
+  const rate = document.getElementById("tail-rate");
+  let lastId = null, paused = false, held = [], heldCount = 0, retry = 500, socket = null;
+  const arrivals = [];  // [time, entries read] over the last 5 s
+
+  function addRows(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    body.prepend(template.content);
+    while (body.rows.length > maxRows) body.deleteRow(body.rows.length - 1);
+    count.textContent = body.rows.length;
+  }
+
+  function marker(text) {
+    const cols = table.tHead.rows[0].cells.length;
+    addRows(`<tr class="marker"><td colspan="${cols}" class="muted small"></td></tr>`);
+    body.rows[0].cells[0].textContent = text;
+  }
+
+  function show(rows) {
+    // rows come oldest first; newest goes on top
+    if (rows.length) addRows(rows.slice().reverse().join(""));
+  }
+
+  function onMessage(event) {
+    const msg = JSON.parse(event.data);
+    if (msg.type === "entries") {
+      socket.send(JSON.stringify({ack: msg.seq}));
+      lastId = msg.last_id;
+      arrivals.push([Date.now(), msg.read]);
+      if (paused) {
+        held.push(...msg.rows);
+        heldCount += msg.rows.length;
+        if (held.length > maxRows) held = held.slice(-maxRows);
+        pausedBadge.textContent = `${heldCount} new while paused`;
+      } else {
+        show(msg.rows);
+      }
+    } else if (msg.type === "skipped") {
+      marker(`… skipped ${msg.count} entries: this page could not keep up`);
+    } else if (msg.type === "error") {
+      state.textContent = msg.message;
+      state.className = "badge bad";
+      retry = 60000;
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let query = table.dataset.wsQuery;
+    if (lastId) {
+      const params = new URLSearchParams(query);
+      params.delete("from");
+      params.set("after", lastId);
+      query = params.toString();
+    }
+    socket = new WebSocket(`${scheme}://${location.host}/ws/tail/?${query}`);
+    socket.onopen = () => { state.textContent = "live"; state.className = "badge ok"; retry = 500; };
+    socket.onmessage = onMessage;
+    socket.onclose = () => {
+      if (state.className !== "badge bad") { state.textContent = "reconnecting…"; state.className = "badge warn"; }
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 10000);
+    };
+  }
+
+  pauseButton.addEventListener("click", () => {
+    paused = !paused;
+    pauseButton.textContent = paused ? "Resume" : "Pause";
+    pausedBadge.hidden = !paused;
+    pausedBadge.textContent = "0 new while paused";
+    if (!paused) { show(held); held = []; heldCount = 0; }
+  });
+  document.getElementById("tail-clear").addEventListener("click", () => {
+    body.replaceChildren(); held = []; heldCount = 0; count.textContent = "0";
+  });
+  setInterval(() => {
+    const now = Date.now();
+    while (arrivals.length && arrivals[0][0] < now - 5000) arrivals.shift();
+    const n = arrivals.reduce((sum, a) => sum + a[1], 0);
+    rate.textContent = (n / 5).toFixed(1);
+  }, 1000);
+  connect();
+})();

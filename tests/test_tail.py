@@ -1,0 +1,224 @@
+"""The live tail over real websockets and a real Redis: what arrives, what is refused, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import redis
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+
+from dashboard.asgi import application
+from streams_admin import consumers
+from streams_admin.consumers import StatsConsumer, TailConsumer
+from streams_admin.names import to_token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def envelope(event_type: str, n: int) -> dict[str, str]:
+    return {"event_id": f"e{n}", "event_type": event_type,
+            "timestamp": "2026-11-28T10:00:00+00:00", "data": json.dumps({"n": n})}
+
+
+@pytest.fixture
+def staff():
+    return get_user_model().objects.create_user("op", password="pw", is_staff=True)
+
+
+async def open_tail(user, query: str) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(TailConsumer.as_asgi(), f"/ws/tail/?{query}")
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def receive_ids(communicator: WebsocketCommunicator, count: int) -> list[str]:
+    """Entry IDs from the rows received until `count` have arrived."""
+    ids: list[str] = []
+    while len(ids) < count:
+        message = await communicator.receive_json_from(timeout=3)
+        if message["type"] == "entries":
+            await communicator.send_json_to({"ack": message["seq"]})
+            ids += [row.split('data-id="', 1)[1].split('"', 1)[0] for row in message["rows"]]
+    return ids
+
+
+async def drain(communicator: WebsocketCommunicator) -> list[dict]:
+    """Every message until the socket has been quiet for a second."""
+    messages = []
+    while not await communicator.receive_nothing(timeout=1):
+        messages.append(await communicator.receive_json_from())
+        if messages[-1]["type"] == "entries":
+            await communicator.send_json_to({"ack": messages[-1]["seq"]})
+    return messages
+
+
+async def test_new_entries_arrive_rendered_and_escaped(r: redis.Redis, staff) -> None:
+    r.xadd("s", {"a": "old"})
+    tail = await open_tail(staff, f"key={to_token(b's')}")
+    await asyncio.sleep(0.2)
+    new_id = r.xadd("s", {"<b>f</b>": "<script>x</script>"}).decode()
+    message = await tail.receive_json_from(timeout=3)
+    assert message["type"] == "entries" and message["last_id"] == new_id
+    assert "&lt;script&gt;x&lt;/script&gt;" in message["rows"][0]
+    assert "<script>" not in message["rows"][0]
+    await tail.disconnect()
+
+
+async def test_from_an_id_then_live_has_no_gap_and_no_duplicate(r: redis.Redis, staff) -> None:
+    ids = [r.xadd("s", {"n": str(n)}).decode() for n in range(20)]
+    tail = await open_tail(staff, f"key=s&after={ids[9]}")
+    writer = asyncio.create_task(asyncio.to_thread(
+        lambda: [r.xadd("s", {"n": str(n)}).decode() for n in range(20, 40)]))
+    received = await receive_ids(tail, 30)
+    ids += await writer
+    assert received == ids[10:]
+    await tail.disconnect()
+
+
+async def test_from_a_date_time_is_inclusive(r: redis.Redis, staff) -> None:
+    for ms in (1000, 2000, 3000):
+        r.xadd("s", {"n": "1"}, id=f"{ms}-0")
+    tail = await open_tail(staff, "key=s&from=1970-01-01T00:00:02Z")
+    assert await receive_ids(tail, 2) == ["2000-0", "3000-0"]
+    await tail.disconnect()
+
+
+async def test_filters_apply_before_sending(r: redis.Redis, staff) -> None:
+    tail = await open_tail(staff, "key=s&type=order.paid&field=event_id&op=contains&value=7")
+    await asyncio.sleep(0.2)
+    for n in range(20):
+        r.xadd("s", envelope("order.paid" if n % 2 else "order.placed", n))
+    ids = [row for message in await drain(tail) for row in message.get("rows", [])]
+    assert len(ids) == 2 and "e7" in ids[0] and "e17" in ids[1]
+    await tail.disconnect()
+
+
+async def test_text_search(r: redis.Redis, staff) -> None:
+    tail = await open_tail(staff, "key=s&q=NEEDLE")
+    await asyncio.sleep(0.2)
+    r.xadd("s", {"a": "hay"})
+    r.xadd("s", {"a": "a needle here"})
+    rows = [row for message in await drain(tail) for row in message["rows"]]
+    assert len(rows) == 1 and "a needle here" in rows[0]
+    await tail.disconnect()
+
+
+async def test_firehose_follows_a_pattern_including_new_streams(r, staff, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "RESCAN", 0.1)
+    monkeypatch.setattr(consumers, "HEARTBEAT", 0.2)
+    r.xadd("agent:stream:a", {"n": "1"})
+    r.xadd("other", {"n": "1"})
+    tail = await open_tail(staff, "pattern=agent:stream:*")
+    await asyncio.sleep(0.2)
+    a = r.xadd("agent:stream:a", {"n": "2"}).decode()
+    r.xadd("other", {"n": "2"})
+    b = r.xadd("agent:stream:b", {"n": "1"}).decode()  # created after the tail opened
+    assert sorted(await receive_ids(tail, 2)) == sorted([a, b])
+    await tail.disconnect()
+
+
+async def test_watching_never_touches_groups(r: redis.Redis, staff) -> None:
+    r.xadd("s", {"n": "0"})
+    r.xgroup_create("s", "g", id="0")
+    tail = await open_tail(staff, "key=s&from=0")
+    r.xadd("s", {"n": "1"})
+    await receive_ids(tail, 2)
+    await tail.disconnect()
+    assert r.xpending("s", "g")["pending"] == 0
+    assert r.xinfo_groups("s")[0]["last-delivered-id"] == b"0-0"
+
+
+async def test_one_reader_per_stream_and_cleanup(r: redis.Redis, staff) -> None:
+    r.xadd("s", {"n": "0"})
+    clients_before = len(r.client_list())
+    tasks_before = len(asyncio.all_tasks())
+    tails = [await open_tail(staff, "key=s") for _ in range(5)]
+    await asyncio.sleep(0.2)
+    assert len(consumers.hub().readers) == 1
+    r.xadd("s", {"n": "1"})
+    for tail in tails:
+        assert len(await receive_ids(tail, 1)) == 1
+    for tail in tails:
+        await tail.disconnect()
+    assert consumers.hub().readers == {}
+    await asyncio.sleep(0.1)
+    assert len(asyncio.all_tasks()) == tasks_before
+    assert len(r.client_list()) == clients_before
+
+
+async def test_a_slow_client_gets_a_skipped_marker_and_a_fast_one_everything(r, staff, settings):
+    settings.STREAMS_ADMIN = {"TAIL_QUEUE_FRAMES": 2}
+    fast = await open_tail(staff, "key=s")
+    slow = await open_tail(staff, "key=s")  # reads, but never acknowledges until the end
+    await asyncio.sleep(0.2)
+    reading = asyncio.create_task(receive_ids(fast, 12))  # the fast page keeps up
+    written = []
+    for n in range(12):
+        written.append(r.xadd("s", {"n": str(n)}).decode())
+        await asyncio.sleep(0.08)  # one frame each
+    assert await reading == written
+    await fast.disconnect()
+    unacked = []
+    while not await slow.receive_nothing(timeout=0.5):
+        unacked.append(await slow.receive_json_from())
+    assert len(unacked) == consumers.WINDOW  # then the server stopped sending
+    await slow.send_json_to({"ack": unacked[-1]["seq"]})
+    rest = await drain(slow)
+    assert rest[0] == {"type": "skipped", "count": 12 - consumers.WINDOW - 2}
+    assert [m["last_id"] for m in rest[1:]] == written[-2:]
+    await slow.disconnect()
+
+
+async def test_unauthenticated_and_non_staff_sockets_are_refused(r, django_user_model) -> None:
+    anonymous = WebsocketCommunicator(TailConsumer.as_asgi(), "/ws/tail/?key=s")
+    assert (await anonymous.connect())[0] is False
+    viewer = await asyncio.to_thread(django_user_model.objects.create_user, "v", password="pw")
+    plain = WebsocketCommunicator(StatsConsumer.as_asgi(), "/ws/stats/?key=s")
+    plain.scope["user"] = viewer
+    assert (await plain.connect())[0] is False
+
+
+async def test_full_stack_checks_session_and_origin(r, client, staff) -> None:
+    await asyncio.to_thread(client.force_login, staff)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    good = WebsocketCommunicator(application, "/ws/tail/?key=s",
+                                 headers=[(b"cookie", cookie), (b"origin", b"http://localhost"),
+                                          (b"host", b"localhost")])
+    assert (await good.connect())[0] is True
+    await good.disconnect()
+    evil = WebsocketCommunicator(application, "/ws/tail/?key=s",
+                                 headers=[(b"cookie", cookie), (b"origin", b"http://evil.example"),
+                                          (b"host", b"localhost")])
+    assert (await evil.connect())[0] is False
+    no_session = WebsocketCommunicator(application, "/ws/tail/?key=s",
+                                       headers=[(b"origin", b"http://localhost")])
+    assert (await no_session.connect())[0] is False
+
+
+async def test_bad_parameters_get_a_clear_error(r, staff) -> None:
+    tail = WebsocketCommunicator(TailConsumer.as_asgi(), "/ws/tail/?key=s&from=someday")
+    tail.scope["user"] = staff
+    await tail.connect()
+    message = await tail.receive_json_from(timeout=3)
+    assert message["type"] == "error" and "someday" in message["message"]
+
+
+async def test_stats_report_counts_and_rate(r: redis.Redis, staff) -> None:
+    r.xadd("s", {"n": "0"})
+    r.xgroup_create("s", "g", id="0")
+    stats = WebsocketCommunicator(StatsConsumer.as_asgi(), "/ws/stats/?key=s")
+    stats.scope["user"] = staff
+    assert (await stats.connect())[0]
+    first = await stats.receive_json_from(timeout=3)
+    assert first["streams"]["s"]["length"] == 1
+    assert first["streams"]["s"]["groups"]["g"]["lag"] == 1
+    for n in range(5):
+        r.xadd("s", {"n": str(n)})
+    second = await stats.receive_json_from(timeout=3)
+    assert second["streams"]["s"]["length"] == 6 and second["streams"]["s"]["rate"] > 0
+    await stats.disconnect()

@@ -36,12 +36,13 @@ def test_overview_shows_what_xinfo_says(admin_client, scenario: redis.Redis) -> 
     assert set(rows) == {"orders", "plain"}
     groups = scenario.xinfo_groups("orders")
     lags = {g["name"]: g["lag"] for g in groups}
-    assert rows["orders"][1:5] == [
-        str(scenario.xlen("orders")), "2",
+    # name, length, rate (filled in live), groups, pending, worst lag
+    assert rows["orders"][1:6] == [
+        str(scenario.xlen("orders")), "–", "2",
         str(sum(g["pending"] for g in groups)), str(max(lags.values())),
     ]
-    assert rows["orders"][1:5] == ["30", "2", "6", "30"]
-    assert rows["plain"][1:4] == ["1", "0", "0"]
+    assert rows["orders"][1:6] == ["30", "–", "2", "6", "30"]
+    assert rows["plain"][1:5] == ["1", "–", "0", "0"]
 
 
 def test_overview_sorts_filters_and_pages(admin_client, r: redis.Redis, settings) -> None:

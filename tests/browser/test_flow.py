@@ -79,8 +79,8 @@ def test_login_overview_stream_entry_group_pending_by_consumer(
 
     log_in(page, dashboard)
     row = page.locator("#streams tbody tr", has_text=STREAM)
-    expect(row.locator("td").nth(1)).to_have_text("12")  # length
-    expect(row.locator("td").nth(3)).to_have_text("8")  # pending
+    expect(row.locator("[data-stat=length]")).to_have_text("12")
+    expect(row.locator("[data-stat=pending]")).to_have_text("8")
     page.screenshot(path=artifacts / "flow-1-overview.png", full_page=True)
 
     row.get_by_role("link", name=STREAM).click()

@@ -1,0 +1,56 @@
+"""Live pages in a real Chromium against Daphne: the tail shows new rows, pauses and resumes;
+the overview's counts move without a reload."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from playwright.sync_api import expect
+
+from streams_admin.names import to_token
+from tests.browser.test_flow import log_in, page, redis_client  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+
+
+def test_tail_shows_new_entries_and_pauses(page, dashboard, redis_client: redis.Redis,  # noqa: F811
+                                           artifacts) -> None:
+    redis_client.xadd("orders", {"event_id": "e0", "event_type": "order.placed",
+                                 "timestamp": "2026-11-28T10:00:00Z", "data": '{"n": 0}'})
+    log_in(page, dashboard)
+    page.goto(f"/streams/{to_token(b'orders')}/")
+    page.get_by_role("link", name="Live tail").click()
+    expect(page.locator("#tail-state")).to_have_text("live")
+
+    published = time.monotonic()
+    entry_id = redis_client.xadd("orders", {"event_id": "e1", "event_type": "order.paid",
+                                            "timestamp": "2026-11-28T10:00:01Z",
+                                            "data": '{"n": 1, "note": "<i>hi</i>"}'}).decode()
+    row = page.locator(f'#tail-rows tr[data-id="{entry_id}"]')
+    expect(row).to_be_visible(timeout=1000)
+    assert time.monotonic() - published < 1.0
+    expect(row).to_contain_text("order.paid")
+    expect(page.locator("#tail-rows tr")).to_have_count(1)  # started after the page's newest
+
+    page.get_by_role("button", name="Pause").click()
+    held = [redis_client.xadd("orders", {"n": str(n)}).decode() for n in range(3)]
+    expect(page.locator("#tail-paused")).to_have_text("3 new while paused")
+    expect(page.locator("#tail-rows tr")).to_have_count(1)
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#tail-rows tr")).to_have_count(4)
+    expect(page.locator("#tail-paused")).to_be_hidden()
+    expect(page.locator("#tail-rows tr").first).to_have_attribute("data-id", held[-1])
+    page.screenshot(path=artifacts / "tail.png")
+
+
+def test_overview_counts_update_live(page, dashboard, redis_client: redis.Redis) -> None:  # noqa: F811
+    redis_client.xadd("counted", {"n": "0"})
+    log_in(page, dashboard)
+    length = page.locator('tr[data-key="counted"] [data-stat="length"]')
+    expect(length).to_have_text("1")
+    for n in range(4):
+        redis_client.xadd("counted", {"n": str(n)})
+    expect(length).to_have_text("5", timeout=4000)
+    expect(page.locator('tr[data-key="counted"] [data-stat="rate"]')).to_contain_text("/s")

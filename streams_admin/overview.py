@@ -1,6 +1,7 @@
 """The read model for the overview: every stream (SCAN), sorted and paged, and a health summary.
 
-Cost: SCAN calls plus two pipelines, whatever the number of streams; no per-stream round trip.
+Cost: SCAN calls plus three round trips (summaries, the page's streams, health checks),
+whatever the number of streams; no per-stream round trip.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from streams_admin import conf, names
 from streams_admin.redis import Server, client
-from streams_admin.streams import StreamInfo, scan_streams, stream_infos
-from streams_admin.values import human_duration
+from streams_admin.streams import StreamInfo, group_from, scan_streams, stream_infos
+from streams_admin.values import human_duration, text_id
 
 SORTS: dict[str, Callable[[StreamInfo], Any]] = {
     "name": lambda s: s.key,
@@ -62,18 +64,49 @@ class Overview:
         return self.of_kind("poison")
 
 
+SCRIPT = (Path(__file__).parent / "summaries.lua").read_text()
+CHUNK = 500  # keys per script call: each call holds Redis for well under a millisecond
+
+
+def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[StreamInfo]:
+    """Length and groups of every key (and its last ID when asked) in one round trip.
+
+    A server-side script answers with one compact reply per chunk of keys, where a pipeline
+    of XINFO calls would cost redis-py two parsed replies per stream.
+    """
+    pipe = client().pipeline(transaction=False)
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        pipe.eval(SCRIPT, len(chunk), *chunk, "1" if with_last else "0")
+    replies = [row for chunk in pipe.execute() for row in chunk] if keys else []
+    return [_summary(key, row, server) for key, row in zip(keys, replies, strict=True) if row]
+
+
+def _summary(key: bytes, row: list, server: Server) -> StreamInfo:
+    length, last, groups = row
+    return StreamInfo(
+        key=key, length=length, first_id=None, last_id=text_id(last or None),
+        entries_added=None, max_deleted_entry_id=None, recorded_first_entry_id=None,
+        groups=tuple(group_from({"name": g[0], "consumers": g[1], "pending": g[2],
+                             "last-delivered-id": g[3], "entries-read": g[4], "lag": g[5]},
+                            server)
+                     for g in groups),
+    )
+
+
 def overview(server: Server, *, query: str = "", sort: str = "name", desc: bool = False,
              page: int = 1, per_page: int | None = None) -> Overview:
     per_page = per_page or conf.get("OVERVIEW_PAGE_SIZE")
     keys, truncated = scan_streams(conf.get("KEY_PATTERN"), conf.get("MAX_STREAMS"))
-    infos = [info for info in stream_infos(keys, server) if info is not None]
+    infos = summaries(keys, server, with_last=sort == "last")
     needle = query.strip().lower()
     shown = [s for s in infos if needle in names.show(s.key).lower()] if needle else infos
     shown.sort(key=SORTS.get(sort, SORTS["name"]), reverse=desc)
     pages = max(1, -(-len(shown) // per_page))
     page = min(max(page, 1), pages)
+    page_keys = [s.key for s in shown[(page - 1) * per_page : page * per_page]]
     return Overview(
-        streams=tuple(shown[(page - 1) * per_page : page * per_page]),
+        streams=tuple(info for info in stream_infos(page_keys, server) if info is not None),
         matched=len(shown),
         scanned=len(infos),
         truncated=truncated,

@@ -10,6 +10,14 @@ from streams_admin.redis import client
 from streams_admin.streams import Group, StreamInfo
 from streams_admin.values import id_time, text_id
 
+# Which of these IDs still have an entry: checked inside Redis, so a page of pending entries
+# costs one command and a few bytes whatever the entries hold.
+EXISTS = """
+local out = {}
+for i, id in ipairs(ARGV) do out[i] = #redis.call("XRANGE", KEYS[1], id, id, "COUNT", 1) end
+return out
+"""
+
 
 @dataclass(frozen=True)
 class Consumer:
@@ -87,8 +95,31 @@ def group_detail(stream: StreamInfo, group: Group) -> GroupDetail:
     return GroupDetail(group=group, summary=pending, consumers=listing)
 
 
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _exists(stream: StreamInfo, ids: list[str]) -> list[bool]:
+    """Which IDs still have their entry. Below the first entry they were trimmed; above the
+    highest ID ever deleted (Redis 7.0+) they are there; only the rest are looked up."""
+    first = _id(stream.first_id) if stream.first_id else None
+    deleted = _id(stream.max_deleted_entry_id) if stream.max_deleted_entry_id else None
+    found: dict[str, bool] = {}
+    for entry_id in ids:
+        if first is None or _id(entry_id) < first:
+            found[entry_id] = False
+        elif deleted is not None and _id(entry_id) > deleted:
+            found[entry_id] = True
+    unsure = [entry_id for entry_id in ids if entry_id not in found]
+    if unsure:
+        replies = client().register_script(EXISTS)(keys=[stream.key], args=unsure)
+        found |= dict(zip(unsure, map(bool, replies), strict=True))
+    return [found[entry_id] for entry_id in ids]
+
+
 def pending_page(
-    key: bytes,
+    stream: StreamInfo,
     group: bytes,
     count: int,
     *,
@@ -97,26 +128,24 @@ def pending_page(
     min_idle_ms: int | None = None,
 ) -> PendingPage:
     """One page of the group's pending entries by ID (XPENDING with IDLE and a consumer)."""
-    r = client()
     start = f"({after}" if after else "-"
-    rows = r.xpending_range(
-        key, group, start, "+", count + 1, consumername=consumer, idle=min_idle_ms or None
+    rows = client().xpending_range(
+        stream.key, group, start, "+", count + 1, consumername=consumer,
+        idle=min_idle_ms or None,
     )
     more = len(rows) > count
     rows = rows[:count]
-    pipe = r.pipeline(transaction=False)
-    for row in rows:
-        pipe.xrange(key, row["message_id"], row["message_id"], count=1)
-    present = pipe.execute() if rows else []
+    ids = [text_id(row["message_id"]) or "" for row in rows]
+    present = _exists(stream, ids)
     entries = tuple(
         PendingEntry(
-            id=text_id(row["message_id"]) or "",
+            id=entry_id,
             consumer=row["consumer"],
             idle_ms=int(row["time_since_delivered"]),
             deliveries=int(row["times_delivered"]),
             exists=bool(found),
         )
-        for row, found in zip(rows, present, strict=True)
+        for row, entry_id, found in zip(rows, ids, present, strict=True)
     )
     return PendingPage(entries, entries[-1].id if more else None)
 

@@ -82,7 +82,7 @@ def server() -> Server:
     return server_from_info(client().info())
 
 
-def _group(raw: dict, server: Server) -> Group:
+def group_from(raw: dict, server: Server) -> Group:
     lag = raw.get("lag")
     note = "" if lag is not None else (LAG_UNKNOWN if server.has_lag else LAG_NOT_SUPPORTED)
     return Group(
@@ -106,7 +106,7 @@ def _stream(key: bytes, info: dict, groups: list[dict], server: Server) -> Strea
         entries_added=info.get("entries-added"),
         max_deleted_entry_id=text_id(info.get("max-deleted-entry-id")),
         recorded_first_entry_id=text_id(info.get("recorded-first-entry-id")),
-        groups=tuple(_group(g, server) for g in groups),
+        groups=tuple(group_from(g, server) for g in groups),
     )
 
 

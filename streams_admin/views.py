@@ -123,7 +123,7 @@ def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
         after = params.entry_id(q.get("after"))
     except params.BadParam as exc:
         error, consumer, min_idle, after = str(exc), None, None, None
-    page = pending.pending_page(key, group, size, after=after, consumer=consumer,
+    page = pending.pending_page(info, group, size, after=after, consumer=consumer,
                                 min_idle_ms=min_idle)
     context = {"stream": info, "detail": detail, "page": page, "consumer": consumer,
                "idle": q.get("idle", ""), "size": size, "sizes": conf.get("PAGE_SIZES"),

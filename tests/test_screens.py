@@ -210,3 +210,13 @@ def test_htmx_requests_get_the_partial(admin_client, scenario) -> None:
     body = partial.content.decode()
     assert body.lstrip().startswith('<div id="entries">') and "<html" not in body
     assert table(body)[0][0] == "1700000000009-0"
+
+
+def test_trimmed_pending_entries_are_marked_gone(admin_client, r: redis.Redis) -> None:
+    ids = [r.xadd("q", {"n": str(n)}) for n in range(4)]
+    r.xgroup_create("q", "g", id="0")
+    r.xreadgroup("g", "c", {"q": ">"})
+    r.xtrim("q", maxlen=1, approximate=False)
+    rows = table(admin_client.get(reverse("streams_admin:group", args=[b"q", b"g"])).content, 1)
+    flags = {row[0]: row[5] for row in rows}
+    assert [flags[i.decode()] for i in ids] == ["data gone"] * 3 + [""]

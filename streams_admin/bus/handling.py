@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from streams_admin.bus.coalesce import Coalescer, Command
+from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
 from streams_admin.bus.metrics import BusMetrics
@@ -97,7 +97,7 @@ class Handling:
         ops = self._reply(envelope, result)
         if sub.idempotent:
             done = self.keys.done(self.group, sub.event_type, envelope.event_id)
-            ops.append(("set", (done, b"done"), {"ex": self.config.idempotency_ttl_s}))
+            ops.append(("SET", done, b"done", "EX", self.config.idempotency_ttl_s))
         return await self._commit(envelope.stream, envelope.entry_id, ops)
 
     async def _failed(self, sub: Subscription, envelope: Envelope, fields: dict[bytes, bytes],
@@ -111,7 +111,7 @@ class Handling:
                                           "fatal" if fatal else "max_deliveries")
         if sub.idempotent:
             done = self.keys.done(self.group, sub.event_type, envelope.event_id)
-            await self.commands.run([("delete", (done,), {})])
+            await self.commands.run([("DEL", done)])
         return False
 
     def _reply(self, envelope: Envelope, result: Any) -> list[Command]:
@@ -125,8 +125,7 @@ class Handling:
         correlation_id = envelope.correlation_id or envelope.event_id
         reply = encode(self.keys.event_type(stream), result, correlation_id=correlation_id)
         # The expiry cleans up after a requester that gave up before the reply came.
-        return [("xadd", (stream, reply), {}),
-                ("expire", (stream, self.config.response_ttl_s), {})]
+        return [xadd(stream, reply), ("EXPIRE", stream, self.config.response_ttl_s)]
 
     async def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
                           fields: dict[bytes, bytes], error: BaseException, deliveries: int,
@@ -142,13 +141,13 @@ class Handling:
         log.error("dead-lettered %s %s after %d deliveries (%s): %s", stream, entry_id,
                   deliveries, reason, error,
                   extra={"event_id": _text(fields, b"event_id"), "entry_id": entry_id})
-        ops: list[Command] = [("xadd", (self.keys.deadletter(sub.event_type), record), {})]
+        ops: list[Command] = [xadd(self.keys.deadletter(sub.event_type), record)]
         return await self._commit(stream, entry_id, ops)
 
     async def _commit(self, stream: str, entry_id: str, ops: list[Command]) -> bool:
         """Ack (with its reply, marker or dead-letter entry) in the next MULTI of acks."""
         try:
-            results = await self.acks.run([*ops, ("xack", (stream, self.group, entry_id), {})])
+            results = await self.acks.run([*ops, ("XACK", stream, self.group, entry_id)])
         except Exception as error:  # noqa: BLE001 - the entry stays pending and comes back
             log.warning("ack of %s %s failed: %r", stream, entry_id, error)
             return False
@@ -161,11 +160,11 @@ class Handling:
         """Take the event's idempotency marker; what it held if someone else has it."""
         key = self.keys.done(self.group, sub.event_type, envelope.event_id)
         mine = f"running:{self.consumer}".encode()
-        taken, value = await self.commands.run([
-            ("set", (key, mine), {"nx": True, "px": self.config.min_idle_ms}),
-            ("get", (key,), {}),
+        _, value = await self.commands.run([
+            ("SET", key, mine, "NX", "PX", self.config.min_idle_ms),
+            ("GET", key),
         ])
-        return None if taken is True or value == mine else value
+        return None if value == mine else value
 
 
 def _text(fields: dict[bytes, bytes] | None, name: bytes) -> str | None:

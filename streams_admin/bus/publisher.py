@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from streams_admin.bus.coalesce import Coalescer, Command
+from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Keys, encode
 from streams_admin.bus.metrics import BusMetrics
@@ -45,6 +45,4 @@ class Publisher:
         return [fields["event_id"] for _, fields in encoded]
 
     def _xadd(self, event_type: str, fields: dict[str, str], maxlen: int | None) -> Command:
-        maxlen = maxlen or self.config.maxlen
-        options: dict[str, Any] = {"maxlen": maxlen, "approximate": True} if maxlen else {}
-        return ("xadd", (self.keys.stream(event_type), fields), options)
+        return xadd(self.keys.stream(event_type), fields, maxlen or self.config.maxlen)

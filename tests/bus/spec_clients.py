@@ -58,8 +58,8 @@ async def request_agent_action(action_type, params):  # noqa: ANN001, ANN201 - t
     while time.time() - start_time < timeout:
         messages = redis_client.xread({response_stream: "0"}, count=1, block=1000)
         if messages:
-            for stream, msg_list in messages:
-                for msg_id, msg_data in msg_list:
+            for stream, msg_list in messages:  # noqa: B007
+                for msg_id, msg_data in msg_list:  # noqa: B007
                     redis_client.delete(response_stream)
                     return json.loads(msg_data["data"])
         await asyncio.sleep(0.1)

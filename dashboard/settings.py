@@ -61,6 +61,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "streams_admin.context.permissions",
             ],
         },
     },
@@ -93,6 +94,8 @@ STREAMS_ADMIN = {
     "KEY_PATTERN": os.environ.get("STREAMS_ADMIN_KEY_PATTERN", "*"),
     "SOCKET_TIMEOUT": float(os.environ.get("STREAMS_ADMIN_REDIS_TIMEOUT", "2")),
     "CONNECT_TIMEOUT": float(os.environ.get("STREAMS_ADMIN_REDIS_CONNECT_TIMEOUT", "1")),
+    "READ_ONLY": env_bool("STREAMS_ADMIN_READ_ONLY", False),
+    "BUS_PREFIX": os.environ.get("BUS_PREFIX", "agent:stream:"),
 }
 
 LOGGING = {

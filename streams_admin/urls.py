@@ -1,16 +1,37 @@
 from django.urls import path, register_converter
 
-from streams_admin import views
+from streams_admin import actions, confirm, views
 from streams_admin.names import NameConverter
 
 register_converter(NameConverter, "name")
 
 app_name = "streams_admin"
+stream = "streams/<name:key>/"
+group = stream + "groups/<name:group>/"
 urlpatterns = [
     path("", views.overview, name="overview"),
     path("tail/", views.firehose, name="firehose"),
-    path("streams/<name:key>/", views.stream, name="stream"),
-    path("streams/<name:key>/tail/", views.tail, name="tail"),
-    path("streams/<name:key>/entries/<str:entry_id>/", views.entry, name="entry"),
-    path("streams/<name:key>/groups/<name:group>/", views.group, name="group"),
+    path("publish/", actions.publish, name="publish"),
+    path("dead-letters/", views.dead_letters, name="dead-letters"),
+    path("audit/", views.audit, name="audit"),
+    path(stream, views.stream, name="stream"),
+    path(stream + "tail/", views.tail, name="tail"),
+    path(stream + "entries/<str:entry_id>/", views.entry, name="entry"),
+    path(stream + "trim/", confirm.trim, name="trim"),
+    path(stream + "delete/", confirm.delete_stream, name="delete-stream"),
+    path(stream + "delete-entries/", actions.delete_entries, name="delete-entries"),
+    path(stream + "create-group/", actions.create_group, name="create-group"),
+    path(stream + "redrive/", actions.redrive, name="redrive"),
+    path(group, views.group, name="group"),
+    path(group + "ack/", actions.ack, name="ack"),
+    path(group + "claim/", actions.claim, name="claim"),
+    path(group + "claim-idle/", actions.claim_idle, name="claim-idle"),
+    path(group + "requeue/", actions.requeue, name="requeue"),
+    path(group + "dead-letter/", actions.dead_letter, name="dead-letter"),
+    path(group + "ack-matching/", confirm.ack_matching, name="ack-matching"),
+    path(group + "set-id/", confirm.set_id, name="set-id"),
+    path(group + "destroy/", confirm.destroy_group, name="destroy-group"),
+    path(group + "create-consumer/", actions.create_consumer, name="create-consumer"),
+    path(group + "consumers/<name:consumer>/delete/", confirm.delete_consumer,
+         name="delete-consumer"),
 ]

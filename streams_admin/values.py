@@ -57,6 +57,9 @@ class Value:
 
     raw: bytes
 
+    def __str__(self) -> str:
+        return self.text
+
     @cached_property
     def is_text(self) -> bool:
         return names.is_printable(self.raw)

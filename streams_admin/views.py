@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import user_passes_test
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
@@ -15,6 +16,7 @@ from django_htmx.middleware import HtmxDetails
 
 from streams_admin import conf, names, params, pending, streams
 from streams_admin import overview as overview_model
+from streams_admin.models import AuditEntry
 from streams_admin.values import ID_RE
 
 
@@ -30,7 +32,10 @@ def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         try:
             return view(request, *args, **kwargs)
         except streams.NotFound as exc:
-            raise Http404(f"{exc.args[0]!r} does not exist (any more).") from exc
+            raise Http404(f"{names.show(exc.args[0])} does not exist (any more).") from exc
+        except params.BadParam as exc:
+            return render(request, "streams_admin/bad_request.html", {"error": str(exc)},
+                          status=400)
 
     staff = user_passes_test(lambda u: u.is_active and u.is_staff)
     return never_cache(staff(wrapper))
@@ -82,7 +87,9 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
             page = streams.entries_page(key, size)
     except params.BadParam as exc:
         error, page = str(exc), streams.entries_page(key, size)
+    prefix = conf.get("BUS_PREFIX").encode()
     context = {"stream": info, "page": page, "size": size, "sizes": conf.get("PAGE_SIZES"),
+               "event_type": names.show(key[len(prefix):]) if key.startswith(prefix) else "",
                "at": q.get("at", ""), "error": error, "server": server,
                "preview_chars": conf.get("PREVIEW_CHARS")}
     return _render(request, "streams_admin/stream.html", "entries", context)
@@ -158,3 +165,39 @@ def firehose(request: HtmxHttpRequest) -> HttpResponse:
     """Every stream whose key matches a pattern, live."""
     pattern = request.GET.get("pattern", "").strip() or conf.get("KEY_PATTERN")
     return _tail(request, None, {"pattern": pattern})
+
+
+@screen
+def dead_letters(request: HttpRequest) -> HttpResponse:
+    """The bus's dead-letter streams, and the entries of one, newest first."""
+    server = streams.server()
+    pattern = conf.get("BUS_PREFIX") + "deadletter:*"
+    keys, _ = streams.scan_streams(pattern, conf.get("MAX_STREAMS"))
+    queues = [info for info in streams.stream_infos(sorted(keys), server) if info is not None]
+    key = params.name(request.GET.get("key")) or (queues[0].key if queues else None)
+    size = params.page_size(request.GET)
+    page = None
+    if key is not None:
+        before = params.entry_id(request.GET.get("before"))
+        page = streams.entries_page(key, size, before=f"({before}" if before else "+")
+    context = {"queues": queues, "key": key, "page": page, "server": server,
+               "pattern": pattern}
+    return render(request, "streams_admin/dead_letters.html", context)
+
+
+@screen
+def audit(request: HttpRequest) -> HttpResponse:
+    q = request.GET
+    rows = AuditEntry.objects.select_related("user")
+    if q.get("user"):
+        rows = rows.filter(username=q["user"])
+    if q.get("stream"):
+        rows = rows.filter(key_text__icontains=q["stream"])
+    if q.get("action"):
+        rows = rows.filter(action=q["action"])
+    page = Paginator(rows, 50).get_page(q.get("page"))
+    actions = AuditEntry.objects.order_by().values_list("action", flat=True).distinct()
+    users = AuditEntry.objects.order_by().values_list("username", flat=True).distinct()
+    context = {"page": page, "actions": sorted(actions), "users": sorted(users), "q": q,
+               "server": streams.server()}
+    return render(request, "streams_admin/audit.html", context)

@@ -25,3 +25,24 @@ def r(redis_server: RedisServer, settings) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+def role_client(client, django_user_model, role: str | None, username: str):
+    """A logged-in staff user in one of the roles the migrations create."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username, password="pw", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer_client(client, django_user_model, db):
+    return role_client(client, django_user_model, "Streams viewer", "viewer")
+
+
+@pytest.fixture
+def operator_client(client, django_user_model, db):
+    return role_client(client, django_user_model, "Streams operator", "operator")

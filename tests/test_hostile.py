@@ -25,21 +25,21 @@ def test_names_round_trip_through_urls(name: bytes) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_streams_with_any_key_open_from_the_overview(admin_client, r: redis.Redis, name) -> None:
+def test_streams_with_any_key_open_from_the_overview(viewer_client, r: redis.Redis, name) -> None:
     r.xadd(name, {b"f\xff": b"v\x00"})
     r.xgroup_create(name, name, id="0")
-    overview = admin_client.get("/").content.decode()
+    overview = viewer_client.get("/").content.decode()
     url = reverse("streams_admin:stream", args=[name])
     assert f'href="{url}"' in overview.replace("&amp;", "&")
-    page = admin_client.get(url)
+    page = viewer_client.get(url)
     assert page.status_code == 200
     cell = table(page.content, 1)[0][3]
     assert cell == "binary f\\xffhex66 ff binary v\\x00hex76 00"  # escaped text, then hex
-    group = admin_client.get(reverse("streams_admin:group", args=[name, name]))
+    group = viewer_client.get(reverse("streams_admin:group", args=[name, name]))
     assert group.status_code == 200
 
 
-def test_html_in_keys_groups_consumers_fields_and_values_is_escaped(admin_client, r) -> None:
+def test_html_in_keys_groups_consumers_fields_and_values_is_escaped(viewer_client, r) -> None:
     key = f"s:{SCRIPT}"
     entry_id = r.xadd(key, {SCRIPT: SCRIPT, "data": f'{{"x": "{SCRIPT}"}}',
                             "event_id": SCRIPT, "event_type": SCRIPT, "timestamp": SCRIPT})
@@ -52,40 +52,40 @@ def test_html_in_keys_groups_consumers_fields_and_values_is_escaped(admin_client
         reverse("streams_admin:group", args=[key.encode(), SCRIPT.encode()]),
     ]
     for url in pages:
-        body = admin_client.get(url).content.decode()
+        body = viewer_client.get(url).content.decode()
         assert "<script>alert" not in body, url
         assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in body, url
 
 
-def test_duplicate_field_names_are_kept_in_order(admin_client, r) -> None:
+def test_duplicate_field_names_are_kept_in_order(viewer_client, r) -> None:
     entry_id = r.execute_command("XADD", "d", "*", "a", "1", "b", "2", "a", "3").decode()
-    page = admin_client.get(reverse("streams_admin:entry", args=[b"d", entry_id])).content
+    page = viewer_client.get(reverse("streams_admin:entry", args=[b"d", entry_id])).content
     text = page.decode()
     assert text.index(">a<") < text.index(">b<") < text.rindex(">a<")
     command = 'XADD "d" * "a" "1" "b" "2" "a" "3"'.replace('"', "&quot;")
     assert command in text
 
 
-def test_long_values_are_cut_with_show_all(admin_client, r) -> None:
+def test_long_values_are_cut_with_show_all(viewer_client, r) -> None:
     entry_id = r.xadd("big", {"v": "x" * 1_000_000}).decode()
-    stream_page = admin_client.get(reverse("streams_admin:stream", args=[b"big"])).content.decode()
+    stream_page = viewer_client.get(reverse("streams_admin:stream", args=[b"big"])).content.decode()
     assert len(stream_page) < 50_000
     assert "show all (976.6 KB)" in stream_page
     entry_url = reverse("streams_admin:entry", args=[b"big", entry_id])
-    assert len(admin_client.get(entry_url).content) < 100_000
-    assert len(admin_client.get(entry_url + "?full=1").content) > 1_000_000
+    assert len(viewer_client.get(entry_url).content) < 100_000
+    assert len(viewer_client.get(entry_url + "?full=1").content) > 1_000_000
 
 
-def test_demo_data_renders_everywhere_and_is_idempotent(admin_client, r) -> None:
+def test_demo_data_renders_everywhere_and_is_idempotent(viewer_client, r) -> None:
     made = demo.seed(r)
     assert len(made) == 7 and demo.seed(r) == []
     for key in r.scan_iter(_type="stream"):
-        page = admin_client.get(reverse("streams_admin:stream", args=[key]))
+        page = viewer_client.get(reverse("streams_admin:stream", args=[key]))
         assert page.status_code == 200, key
         for group in r.xinfo_groups(key):
             url = reverse("streams_admin:group", args=[key, group["name"]])
-            assert admin_client.get(url).status_code == 200, (key, group["name"])
-    assert "<script>alert" not in admin_client.get("/").content.decode()
+            assert viewer_client.get(url).status_code == 200, (key, group["name"])
+    assert "<script>alert" not in viewer_client.get("/").content.decode()
 
 
 def test_show_escapes_control_characters() -> None:

@@ -14,17 +14,17 @@ PAGES = ["/", "/streams/s/", "/streams/s/groups/g/", "/streams/s/entries/1-0/"]
 
 
 @pytest.mark.parametrize("url", PAGES)
-def test_redis_down_gives_the_banner(admin_client, settings, url: str) -> None:
+def test_redis_down_gives_the_banner(viewer_client, settings, url: str) -> None:
     settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
-    response = admin_client.get(url)
+    response = viewer_client.get(url)
     assert time.monotonic() - started < 5
     assert response.status_code == 503
     body = response.content.decode()
     assert "Redis is not answering" in body and "Retry" in body
 
 
-def test_slow_redis_times_out_into_the_banner(admin_client, settings) -> None:
+def test_slow_redis_times_out_into_the_banner(viewer_client, settings) -> None:
     """A server that accepts connections but never answers."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -34,17 +34,17 @@ def test_slow_redis_times_out_into_the_banner(admin_client, settings) -> None:
     settings.REDIS_URL = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
     settings.STREAMS_ADMIN = {"SOCKET_TIMEOUT": 0.3}
     try:
-        response = admin_client.get("/")
+        response = viewer_client.get("/")
     finally:
         listener.close()
     assert response.status_code == 503
     assert "Redis is not answering" in response.content.decode()
 
 
-def test_the_page_works_again_when_redis_is_back(admin_client, r, redis_server) -> None:
+def test_the_page_works_again_when_redis_is_back(viewer_client, r, redis_server) -> None:
     r.xadd("s", {"a": "1"})
     redis_server.stop()
-    assert admin_client.get("/").status_code == 503
+    assert viewer_client.get("/").status_code == 503
     redis_server.start()
     r.xadd("s", {"a": "1"})
-    assert admin_client.get("/").status_code == 200
+    assert viewer_client.get("/").status_code == 200

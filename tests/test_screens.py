@@ -31,8 +31,8 @@ def scenario(r: redis.Redis) -> redis.Redis:
     return r
 
 
-def test_overview_shows_what_xinfo_says(admin_client, scenario: redis.Redis) -> None:
-    rows = {row[0]: row for row in table(admin_client.get("/").content)}
+def test_overview_shows_what_xinfo_says(viewer_client, scenario: redis.Redis) -> None:
+    rows = {row[0]: row for row in table(viewer_client.get("/").content)}
     assert set(rows) == {"orders", "plain"}
     groups = scenario.xinfo_groups("orders")
     lags = {g["name"]: g["lag"] for g in groups}
@@ -45,22 +45,22 @@ def test_overview_shows_what_xinfo_says(admin_client, scenario: redis.Redis) -> 
     assert rows["plain"][1:5] == ["1", "–", "0", "0"]
 
 
-def test_overview_sorts_filters_and_pages(admin_client, r: redis.Redis, settings) -> None:
+def test_overview_sorts_filters_and_pages(viewer_client, r: redis.Redis, settings) -> None:
     for n in range(7):
         for _ in range(n + 1):
             r.xadd(f"s{n}", {"f": "v"})
     r.set("not-a-stream", "x")
     settings.STREAMS_ADMIN = {"OVERVIEW_PAGE_SIZE": 3}
-    by_length = table(admin_client.get("/?sort=length&desc=1").content)
+    by_length = table(viewer_client.get("/?sort=length&desc=1").content)
     assert [row[0] for row in by_length] == ["s6", "s5", "s4"]
-    page3 = admin_client.get("/?sort=length&desc=1&page=3").content
+    page3 = viewer_client.get("/?sort=length&desc=1&page=3").content
     assert [row[0] for row in table(page3)] == ["s0"]
     assert b"Page 3 of 3" in page3
-    filtered = table(admin_client.get("/?q=S3").content)
+    filtered = table(viewer_client.get("/?q=S3").content)
     assert [row[0] for row in filtered] == ["s3"]
 
 
-def test_overview_health_summary_names_the_problems(admin_client, r: redis.Redis, settings) -> None:
+def test_overview_health_summary_names_the_problems(viewer_client, r: redis.Redis, settings) -> None:
     settings.STREAMS_ADMIN = {"LAG_THRESHOLD": 5, "POISON_DELIVERIES": 3}
     for _ in range(10):
         r.xadd("jobs", {"f": "v"})
@@ -68,14 +68,14 @@ def test_overview_health_summary_names_the_problems(admin_client, r: redis.Redis
     r.xreadgroup("slow", "c1", {"jobs": ">"}, count=1)
     stuck = r.xrange("jobs", count=1)[0][0]
     r.xclaim("jobs", "slow", "c1", 0, [stuck], retrycount=4)
-    page = admin_client.get("/").content.decode()
+    page = viewer_client.get("/").content.decode()
     assert "9 entries not yet delivered" in page
     assert f"{stuck.decode()} delivered 4 times" in page
 
 
-def test_stream_page_lists_entries_newest_first_with_envelope(admin_client, scenario) -> None:
+def test_stream_page_lists_entries_newest_first_with_envelope(viewer_client, scenario) -> None:
     url = reverse("streams_admin:stream", args=[b"orders"])
-    response = admin_client.get(url + "?size=20")
+    response = viewer_client.get(url + "?size=20")
     groups, entries = table(response.content, 0), table(response.content, 1)
     assert [g[0] for g in groups] == ["audit", "ship"]
     ship = next(g for g in groups if g[0] == "ship")
@@ -86,36 +86,36 @@ def test_stream_page_lists_entries_newest_first_with_envelope(admin_client, scen
     assert '"n": 29' in entries[0][3]
 
 
-def test_stream_paging_by_id_has_no_gap_and_no_duplicate(admin_client, scenario) -> None:
+def test_stream_paging_by_id_has_no_gap_and_no_duplicate(viewer_client, scenario) -> None:
     url = reverse("streams_admin:stream", args=[b"orders"])
     seen: list[str] = []
-    page = admin_client.get(url + "?size=20").content
+    page = viewer_client.get(url + "?size=20").content
     while True:
         seen += [row[0] for row in table(page, 1)]
         try:
-            page = admin_client.get(url + link(page, "Older →")).content
+            page = viewer_client.get(url + link(page, "Older →")).content
         except AssertionError:
             break
     assert seen == [f"{1_700_000_000_000 + n}-0" for n in range(29, -1, -1)]
-    newer = admin_client.get(url + link(page, "← Newer")).content
+    newer = viewer_client.get(url + link(page, "← Newer")).content
     assert [row[0] for row in table(newer, 1)][-1] == "1700000000010-0"
 
 
-def test_stream_jump_to_id_and_time(admin_client, scenario) -> None:
+def test_stream_jump_to_id_and_time(viewer_client, scenario) -> None:
     url = reverse("streams_admin:stream", args=[b"orders"])
-    by_id = table(admin_client.get(url + "?at=1700000000005-0&size=20").content, 1)
+    by_id = table(viewer_client.get(url + "?at=1700000000005-0&size=20").content, 1)
     assert [row[0] for row in by_id][:2] == ["1700000000005-0", "1700000000004-0"]
     # 1700000000005 ms is 2023-11-14T22:13:20.005Z
-    by_time = table(admin_client.get(url + "?at=2023-11-14T22:13:20.005Z").content, 1)
+    by_time = table(viewer_client.get(url + "?at=2023-11-14T22:13:20.005Z").content, 1)
     assert by_time[0][0] == "1700000000005-0"
-    bad = admin_client.get(url + "?at=yesterday-ish").content.decode()
+    bad = viewer_client.get(url + "?at=yesterday-ish").content.decode()
     assert "is neither an entry ID nor a date-time" in bad
 
 
-def test_entry_page_shows_where_it_is_pending(admin_client, scenario) -> None:
+def test_entry_page_shows_where_it_is_pending(viewer_client, scenario) -> None:
     first_pending = scenario.xpending("orders", "ship")["min"].decode()
     url = reverse("streams_admin:entry", args=[b"orders", first_pending])
-    page = admin_client.get(url).content.decode()
+    page = viewer_client.get(url).content.decode()
     rows = table(page, 0)
     row = scenario.xpending_range("orders", "ship", first_pending, first_pending, 1)[0]
     assert rows == [["ship", row["consumer"].decode(), rows[0][2], "1"]]
@@ -123,17 +123,17 @@ def test_entry_page_shows_where_it_is_pending(admin_client, scenario) -> None:
     assert "XADD &quot;orders&quot; * &quot;event_id&quot;" in page
 
 
-def test_entry_page_for_a_deleted_entry_says_so(admin_client, scenario) -> None:
+def test_entry_page_for_a_deleted_entry_says_so(viewer_client, scenario) -> None:
     gone = scenario.xpending("orders", "ship")["min"].decode()
     scenario.xdel("orders", gone)
-    page = admin_client.get(reverse("streams_admin:entry", args=[b"orders", gone])).content
+    page = viewer_client.get(reverse("streams_admin:entry", args=[b"orders", gone])).content
     assert b"deleted or trimmed" in page
     assert table(page, 0)[0][0] == "ship"
 
 
-def test_group_page_matches_xinfo_and_xpending(admin_client, scenario: redis.Redis) -> None:
+def test_group_page_matches_xinfo_and_xpending(viewer_client, scenario: redis.Redis) -> None:
     url = reverse("streams_admin:group", args=[b"orders", b"ship"])
-    page = admin_client.get(url).content.decode()
+    page = viewer_client.get(url).content.decode()
     consumers = {row[0]: row for row in table(page, 0)}
     for info in scenario.xinfo_consumers("orders", "ship"):
         assert consumers[info["name"].decode()][1] == str(info["pending"])
@@ -146,17 +146,17 @@ def test_group_page_matches_xinfo_and_xpending(admin_client, scenario: redis.Red
     assert ">20<" in page  # lag
 
 
-def test_group_pending_filtered_by_consumer_and_idle(admin_client, scenario) -> None:
+def test_group_pending_filtered_by_consumer_and_idle(viewer_client, scenario) -> None:
     url = reverse("streams_admin:group", args=[b"orders", b"ship"])
-    only_b = table(admin_client.get(url + "?consumer=worker-b").content, 1)
+    only_b = table(viewer_client.get(url + "?consumer=worker-b").content, 1)
     assert {row[1] for row in only_b} == {"worker-b"} and len(only_b) == 4
-    none_idle = admin_client.get(url + "?idle=1h").content
+    none_idle = viewer_client.get(url + "?idle=1h").content
     assert "No pending entries match this filter" in none_idle.decode()
-    bad = admin_client.get(url + "?idle=soon").content.decode()
+    bad = viewer_client.get(url + "?idle=soon").content.decode()
     assert "is not a duration" in bad
 
 
-def test_group_pending_pages_and_marks_poison_and_gone(admin_client, r: redis.Redis, settings):
+def test_group_pending_pages_and_marks_poison_and_gone(viewer_client, r: redis.Redis, settings):
     settings.STREAMS_ADMIN = {"POISON_DELIVERIES": 3, "PAGE_SIZES": (2, 50), "PAGE_SIZE": 2}
     ids = [r.xadd("q", {"n": str(n)}) for n in range(5)]
     r.xgroup_create("q", "g", id="0")
@@ -164,22 +164,22 @@ def test_group_pending_pages_and_marks_poison_and_gone(admin_client, r: redis.Re
     r.xclaim("q", "g", "c", 0, [ids[1]], retrycount=7)
     r.xdel("q", ids[2])
     url = reverse("streams_admin:group", args=[b"q", b"g"])
-    first = admin_client.get(url).content
+    first = viewer_client.get(url).content
     rows = table(first, 1)
     assert [row[0] for row in rows] == [ids[0].decode(), ids[1].decode()]
     assert "poison suspect" in rows[1][5]
-    second = admin_client.get(url + link(first, "Next →")).content
+    second = viewer_client.get(url + link(first, "Next →")).content
     rows = table(second, 1)
     assert [row[0] for row in rows] == [ids[2].decode(), ids[3].decode()]
     assert "data gone" in rows[0][5]
 
 
-def test_lag_unknown_is_explained(admin_client, r: redis.Redis) -> None:
+def test_lag_unknown_is_explained(viewer_client, r: redis.Redis) -> None:
     ids = [r.xadd("t", {"n": str(n)}) for n in range(5)]
     r.xgroup_create("t", "g", id="0")
     r.xreadgroup("g", "c", {"t": ">"}, count=1)
     r.xdel("t", ids[3])  # a deletion past last-delivered makes lag uncountable
-    page = admin_client.get(reverse("streams_admin:group", args=[b"t", b"g"])).content.decode()
+    page = viewer_client.get(reverse("streams_admin:group", args=[b"t", b"g"])).content.decode()
     assert "unknown" in page and "Redis cannot count it" in page
 
 
@@ -196,27 +196,27 @@ def test_non_staff_users_are_sent_to_login(client, django_user_model, r) -> None
     assert client.get("/").status_code == 302
 
 
-def test_missing_things_are_a_404_page_not_a_500(admin_client, scenario) -> None:
-    assert admin_client.get("/streams/missing/").status_code == 404
-    assert admin_client.get("/streams/orders/groups/missing/").status_code == 404
-    assert admin_client.get("/streams/orders/entries/not-an-id/").status_code == 404
-    assert admin_client.get("/streams/~!!!/").status_code == 404
-    assert admin_client.get("/streams/orders/entries/1-1/").status_code == 200
+def test_missing_things_are_a_404_page_not_a_500(viewer_client, scenario) -> None:
+    assert viewer_client.get("/streams/missing/").status_code == 404
+    assert viewer_client.get("/streams/orders/groups/missing/").status_code == 404
+    assert viewer_client.get("/streams/orders/entries/not-an-id/").status_code == 404
+    assert viewer_client.get("/streams/~!!!/").status_code == 404
+    assert viewer_client.get("/streams/orders/entries/1-1/").status_code == 200
 
 
-def test_htmx_requests_get_the_partial(admin_client, scenario) -> None:
+def test_htmx_requests_get_the_partial(viewer_client, scenario) -> None:
     url = reverse("streams_admin:stream", args=[b"orders"])
-    partial = admin_client.get(url + "?before=1700000000010-0", headers={"HX-Request": "true"})
+    partial = viewer_client.get(url + "?before=1700000000010-0", headers={"HX-Request": "true"})
     body = partial.content.decode()
-    assert body.lstrip().startswith('<div id="entries">') and "<html" not in body
+    assert body.lstrip().startswith('<div id="entries"') and "<html" not in body
     assert table(body)[0][0] == "1700000000009-0"
 
 
-def test_trimmed_pending_entries_are_marked_gone(admin_client, r: redis.Redis) -> None:
+def test_trimmed_pending_entries_are_marked_gone(viewer_client, r: redis.Redis) -> None:
     ids = [r.xadd("q", {"n": str(n)}) for n in range(4)]
     r.xgroup_create("q", "g", id="0")
     r.xreadgroup("g", "c", {"q": ">"})
     r.xtrim("q", maxlen=1, approximate=False)
-    rows = table(admin_client.get(reverse("streams_admin:group", args=[b"q", b"g"])).content, 1)
+    rows = table(viewer_client.get(reverse("streams_admin:group", args=[b"q", b"g"])).content, 1)
     flags = {row[0]: row[5] for row in rows}
     assert [flags[i.decode()] for i in ids] == ["data gone"] * 3 + [""]

@@ -8,7 +8,7 @@ from django import template
 from django.http import QueryDict
 
 from streams_admin import names
-from streams_admin.values import Value, human_duration
+from streams_admin.values import Entry, Value, human_duration
 
 register = template.Library()
 
@@ -66,3 +66,10 @@ def is_long(value: Value, chars: int) -> bool:
 @register.filter
 def preview(value: Value, chars: int) -> str:
     return value.preview(int(chars))
+
+
+@register.filter
+def field(entry: Entry, name: str) -> Value | None:
+    """The first field of that name (the bus's dead-letter metadata, say), or None."""
+    wanted = name.encode()
+    return next((value for key, value in entry.fields if key.raw == wanted), None)

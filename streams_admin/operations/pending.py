@@ -1,0 +1,191 @@
+"""Actions on pending entries: ack, claim, requeue, dead-letter; bulk ones in bounded chunks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from streams_admin import conf, names
+from streams_admin.operations import (
+    Actor,
+    Outcome,
+    audited,
+    check_ids,
+    check_name,
+    chunks,
+    plural,
+)
+from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE, script
+from streams_admin.redis import client
+from streams_admin.values import parse_entry
+
+
+def ack(actor: Actor, key: bytes, group: bytes, ids: list[str]) -> Outcome:
+    def work() -> Outcome:
+        chosen = check_ids(ids)
+        done = sum(client().xack(key, group, *part) for part in chunks(chosen, 1000))
+        gone = len(chosen) - done
+        note = f"; {plural(gone, 'was')} no longer pending (acked or never delivered)" \
+            if gone else ""
+        return Outcome(True, f"Acknowledged {plural(done, 'entry')}{note}.", done)
+
+    return audited(actor, "ack", key, work, group=group, ids=ids)
+
+
+def ack_matching(actor: Actor, key: bytes, group: bytes, *, consumer: bytes | None,
+                 min_idle_ms: int | None, after: str | None = None) -> Outcome:
+    """Ack every pending entry the filter matches, a budget per request; cursor to go on."""
+
+    def work() -> Outcome:
+        r = client()
+        done, cursor, budget = 0, after, conf.get("ACTION_BUDGET")
+        while done < budget:
+            rows = r.xpending_range(key, group, f"({cursor}" if cursor else "-", "+",
+                                    conf.get("ACTION_CHUNK"), consumername=consumer,
+                                    idle=min_idle_ms or None)
+            if not rows:
+                return Outcome(True, f"Acknowledged {plural(done, 'entry')}.", done)
+            ids = [row["message_id"] for row in rows]
+            done += r.xack(key, group, *ids)
+            cursor = ids[-1].decode()
+        return Outcome(True, f"Acknowledged {plural(done, 'entry')} so far…", done,
+                       cursor=cursor)
+
+    return audited(actor, "ack-matching", key, work, group=group, consumer=consumer,
+                   arguments={"min_idle_ms": min_idle_ms, "after": after})
+
+
+def claim(actor: Actor, key: bytes, group: bytes, ids: list[str], to: bytes | None,
+          min_idle_ms: int) -> Outcome:
+    """XCLAIM JUSTID: a manual hand-over is not a delivery, so delivery counts stay."""
+
+    def work() -> Outcome:
+        chosen = check_ids(ids)
+        consumer = check_name(to, "consumer")
+        claimed: list[str] = []
+        for part in chunks(chosen, 1000):
+            got = client().xclaim(key, group, consumer, min_idle_ms, part, justid=True)
+            claimed += [i.decode() for i in got]
+        skipped = len(chosen) - len(claimed)
+        note = (f"; {plural(skipped, 'entry')} not claimed: no longer pending, or taken by "
+                f"a consumer less than {min_idle_ms // 1000} s ago") if skipped else ""
+        return Outcome(True, f"Claimed {plural(len(claimed), 'entry')} to "
+                       f"{names.show(consumer)}{note}.", len(claimed), tuple(claimed))
+
+    return audited(actor, "claim", key, work, group=group, consumer=to, ids=ids,
+                   arguments={"min_idle_ms": min_idle_ms})
+
+
+def claim_idle(actor: Actor, key: bytes, group: bytes, *, source: bytes | None,
+               to: bytes | None, min_idle_ms: int, after: str | None = None) -> Outcome:
+    """Claim everything idle longer than min_idle_ms, from one consumer or the whole group
+    (XAUTOCLAIM), a budget per request; cursor to go on. The dead-consumer fix."""
+
+    def work() -> Outcome:
+        consumer = check_name(to, "consumer")
+        if source == consumer:
+            return Outcome(False, "Pick a consumer other than the one holding the entries.")
+        if source is None:
+            return _autoclaim(key, group, consumer, min_idle_ms, after or "0-0")
+        return _claim_from(key, group, source, consumer, min_idle_ms, after)
+
+    return audited(actor, "claim-idle", key, work, group=group, consumer=to,
+                   arguments={"from": names.show(source) if source else "(whole group)",
+                              "min_idle_ms": min_idle_ms, "after": after})
+
+
+def _autoclaim(key: bytes, group: bytes, to: bytes, min_idle_ms: int, start: str) -> Outcome:
+    r, done, budget = client(), 0, conf.get("ACTION_BUDGET")
+    while done < budget:
+        reply = r.xautoclaim(key, group, to, min_idle_ms, start_id=start,
+                             count=conf.get("ACTION_CHUNK"), justid=True)
+        start, claimed = reply[0].decode(), reply[1]
+        done += len(claimed)
+        if start == "0-0":
+            return Outcome(True, f"Claimed {plural(done, 'entry')} to {names.show(to)}.", done)
+    return Outcome(True, f"Claimed {plural(done, 'entry')} so far…", done, cursor=start)
+
+
+def _claim_from(key: bytes, group: bytes, source: bytes, to: bytes, min_idle_ms: int,
+                after: str | None) -> Outcome:
+    r, done, budget = client(), 0, conf.get("ACTION_BUDGET")
+    while done < budget:
+        rows = r.xpending_range(key, group, f"({after}" if after else "-", "+",
+                                conf.get("ACTION_CHUNK"), consumername=source,
+                                idle=min_idle_ms or None)
+        if not rows:
+            return Outcome(True, f"Claimed {plural(done, 'entry')} from {names.show(source)} "
+                           f"to {names.show(to)}.", done)
+        ids = [row["message_id"] for row in rows]
+        done += len(r.xclaim(key, group, to, min_idle_ms, ids, justid=True))
+        after = ids[-1].decode()
+    return Outcome(True, f"Claimed {plural(done, 'entry')} so far…", done, cursor=after)
+
+
+def requeue(actor: Actor, key: bytes, group: bytes, ids: list[str]) -> Outcome:
+    """Append a copy (with requeued_from and requeue_count) and ack the original, atomically."""
+
+    def work() -> Outcome:
+        run = script(REQUEUE)
+        new, stale, gone = [], 0, 0
+        for entry_id in check_ids(ids):
+            answer = run(keys=[key], args=[group, entry_id])
+            if answer == 0:
+                stale += 1
+            elif answer == -1:
+                gone += 1
+            else:
+                new.append(answer.decode())
+        notes = [f"{plural(stale, 'entry')} no longer pending"] if stale else []
+        notes += [f"{plural(gone, 'entry')} whose data is gone (ack or dead-letter those)"] \
+            if gone else []
+        return Outcome(bool(new) or not (stale or gone),
+                       f"Requeued {plural(len(new), 'entry')} as new entries"
+                       + (f"; skipped {', '.join(notes)}" if notes else "") + ".",
+                       len(new), details={"new_ids": new[:20]})
+
+    return audited(actor, "requeue", key, work, group=group, ids=ids)
+
+
+def dead_letter_key(key: bytes, fields: dict[bytes, bytes]) -> bytes:
+    """Where the bus puts an event's dead letters: {prefix}deadletter:{event_type}."""
+    prefix = conf.get("BUS_PREFIX").encode()
+    event_type = fields.get(b"event_type")
+    if not event_type:
+        event_type = key[len(prefix):] if key.startswith(prefix) else key
+    return prefix + b"deadletter:" + event_type
+
+
+def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
+                reason: str = "") -> Outcome:
+    """Move entries to the bus's dead-letter stream (with the bus's metadata) and ack them."""
+    who = getattr(actor.user, "username", "") or "anonymous"
+
+    def work() -> Outcome:
+        chosen = check_ids(ids)
+        pipe = client().pipeline(transaction=False)
+        for entry_id in chosen:
+            pipe.xrange(key, entry_id, entry_id, count=1)
+        entries = {i: parse_entry(found[0]) if found else None
+                   for i, found in zip(chosen, pipe.execute(), strict=True)}
+        run = script(DEAD_LETTER)
+        moved, skipped = [], 0
+        for entry_id, entry in entries.items():
+            fields = {n.raw: v.raw for n, v in entry.fields} if entry else {}
+            metadata = [
+                b"error", f"moved by {who} from the dashboard: {reason or 'no reason given'}",
+                b"reason", b"operator", b"original_stream", key, b"original_id", entry_id,
+                b"group", group, b"dead_lettered_at", datetime.now(UTC).isoformat(),
+            ]
+            answer = run(keys=[key, dead_letter_key(key, fields)],
+                         args=[group, entry_id, *metadata])
+            if isinstance(answer, bytes):
+                moved.append(entry_id)
+            else:
+                skipped += 1
+        note = f"; {plural(skipped, 'entry')} skipped: no longer pending or data gone" \
+            if skipped else ""
+        return Outcome(bool(moved), f"Moved {plural(len(moved), 'entry')} to the dead-letter "
+                       f"stream{note}.", len(moved), tuple(moved))
+
+    return audited(actor, "dead-letter", key, work, group=group, ids=ids,
+                   arguments={"reason": reason})

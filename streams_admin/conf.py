@@ -22,6 +22,12 @@ DEFAULTS: dict[str, Any] = {
     "POISON_DELIVERIES": 5,  # a pending entry delivered this often is a poison suspect
     "HEALTH_PENDING_SAMPLE": 10,  # oldest pending entries per group checked for poison
     "MAX_CONSUMERS": 1000,  # XINFO CONSUMERS is skipped above this (it has no COUNT)
+    "READ_ONLY": False,  # every action refused, and no action shown
+    "BUS_PREFIX": "agent:stream:",  # where the bus writes: dead letters live under it
+    "ACTION_CHUNK": 1000,  # entries per Redis call in bulk actions
+    "ACTION_BUDGET": 20_000,  # entries one request may handle; a longer job continues
+    "MIN_IDLE_MS": 10_000,  # claim guard: an entry a live consumer took just now is not stolen
+    "AUDIT_SAMPLE": 100,  # IDs kept in an audit row when an action touches more
     "PREVIEW_CHARS": 200,
     "TAIL_MAX_ROWS": 500,  # rows a tail page keeps, and the most it catches up on
     "TAIL_QUEUE_FRAMES": 100,  # frames queued per socket before the oldest are dropped

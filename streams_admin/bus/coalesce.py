@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 log = logging.getLogger("streams_admin.bus")
+
+READ_TIMEOUT_S = 10.0
 
 # One command as Redis sees it: ("XADD", key, "*", field, value, ...). Replies come back raw.
 Command = tuple[bytes | str | int | float, ...]
@@ -36,10 +39,14 @@ def backoff(first: float, cap: float) -> Iterator[float]:
         delay = min(delay * 2, cap)
 
 
+# Called with a batch's results (errors as exceptions), or with the error that sank it.
+Done = Callable[[list[Any] | BaseException], None]
+
+
 @dataclass
 class _Batch:
     commands: list[Command]
-    future: asyncio.Future[list[Any]]
+    done: Done
 
 
 @dataclass
@@ -56,10 +63,22 @@ class Coalescer:
     async def run(self, commands: list[Command]) -> list[Any]:
         """Run commands in the next pipeline; their results, errors included as exceptions."""
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Batch(commands, future))
+
+        def done(results: list[Any] | BaseException) -> None:
+            if not future.done():
+                if isinstance(results, BaseException):
+                    future.set_exception(results)
+                else:
+                    future.set_result(results)
+
+        self.submit(commands, done)
+        return await future
+
+    def submit(self, commands: list[Command], done: Done) -> None:
+        """Queue commands for the next pipeline; `done` gets their results."""
+        self._queue.append(_Batch(commands, done))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await future
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been sent."""
@@ -73,14 +92,12 @@ class Coalescer:
                 results = await self._execute([c for b in batches for c in b.commands])
             except Exception as error:  # noqa: BLE001 - handed to every waiting caller
                 for batch in batches:
-                    if not batch.future.done():
-                        batch.future.set_exception(error)
+                    batch.done(error)
                 continue
             start = 0
             for batch in batches:
                 end = start + len(batch.commands)
-                if not batch.future.done():
-                    batch.future.set_result(results[start:end])
+                batch.done(results[start:end])
                 start = end
 
     def _take(self) -> list[_Batch]:
@@ -118,7 +135,9 @@ class Coalescer:
         try:
             await connection.send_packed_command(
                 b"".join(hiredis.pack_command(c) for c in wire), check_health=False)
-            replies = [await _reply(connection) for _ in wire]
+            # One deadline for the whole batch: a timer per reply cost more than parsing it.
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                replies = [await _reply(connection) for _ in wire]
         except BaseException:
             await connection.disconnect()
             raise
@@ -131,7 +150,7 @@ class Coalescer:
 
 async def _reply(connection: Any) -> Any:
     try:
-        return await connection.read_response(disconnect_on_error=True)
+        return await connection.read_response(timeout=math.inf, disconnect_on_error=True)
     except ResponseError as error:  # this command failed, not the pipeline
         return error
 

@@ -29,7 +29,7 @@ class Consumer:
     blocking: Callable[[], aioredis.Redis]  # no socket timeout: XREADGROUP BLOCK waits
     handling: Handling
     subscriptions: dict[str, Subscription]  # by stream key
-    _in_flight: dict[EntryKey, asyncio.Task[None]] = field(default_factory=dict)
+    _in_flight: dict[EntryKey, asyncio.Task[None] | None] = field(default_factory=dict)
     _retry_after: dict[EntryKey, float] = field(default_factory=dict)
     _cursors: dict[str, str] = field(default_factory=dict)
     _slot_free: asyncio.Event = field(default_factory=asyncio.Event)
@@ -47,15 +47,19 @@ class Consumer:
 
     async def run(self) -> None:
         """Consume until stop(); Redis going away is waited out with backoff."""
+        in_hand = self._in_hand
+        self.handling.metrics.live.append(in_hand)
         try:
             while not self._stopping:
                 await self._run_once()
         finally:
+            self.handling.metrics.live.remove(in_hand)
             if self._stopping:
                 await self._finish()
             else:  # cancelled from outside: no graceful stop, entries stay pending
                 for task in list(self._in_flight.values()):
-                    task.cancel()
+                    if task is not None:
+                        task.cancel()
 
     async def _run_once(self) -> None:
         try:
@@ -123,6 +127,9 @@ class Consumer:
         finally:
             self._reading = None
 
+    def _in_hand(self) -> int:
+        return len(self._in_flight)
+
     def _free(self) -> int:
         return self.config.max_in_flight - len(self._in_flight)
 
@@ -136,22 +143,39 @@ class Consumer:
         if key in self._in_flight or self._stopping:
             return
         self._retry_after.pop(key, None)
-        task = asyncio.create_task(self._process(key, fields, deliveries))
-        self._in_flight[key] = task
+        self._in_flight[key] = None  # held from now until acked (or left pending)
+        # Eager: a handler that never waits runs to its end right here, without a loop turn.
+        task = asyncio.Task(self._process(key, fields, deliveries),
+                            loop=asyncio.get_running_loop(), eager_start=True)
+        if not task.done() and key in self._in_flight:
+            self._in_flight[key] = task
 
     async def _process(self, key: EntryKey, fields: Any, deliveries: int) -> None:
         stream, entry_id = key
         try:
-            finished = await self.handling.process(
+            commit = await self.handling.process(
                 self.subscriptions[stream], stream, entry_id, fields, deliveries)
-            if not finished:
-                # Left pending: retried after min_idle, by us or by any consumer of the group.
-                self._retry_after[key] = time.monotonic() + self.config.min_idle_ms / 1000
         except Exception:  # noqa: BLE001 - never let one entry kill the loop
             log.exception("processing %s %s failed", stream, entry_id)
-        finally:
-            del self._in_flight[key]
-            self._slot_free.set()
+            commit = None
+        if commit is None:
+            self._release(key, acked=False)
+        else:
+            self.handling.acks.submit(commit, lambda results: self._acked(key, results))
+
+    def _acked(self, key: EntryKey, results: list[Any] | BaseException) -> None:
+        failed = isinstance(results, BaseException) or isinstance(results[-1], Exception)
+        errors = results if failed else [r for r in results if isinstance(r, Exception)]
+        if errors:
+            log.warning("ack of %s %s: %r", key[0], key[1], errors)
+        self._release(key, acked=not failed)
+
+    def _release(self, key: EntryKey, *, acked: bool) -> None:
+        if not acked:
+            # Left pending: retried after min_idle, by us or by any consumer of the group.
+            self._retry_after[key] = time.monotonic() + self.config.min_idle_ms / 1000
+        self._in_flight.pop(key, None)
+        self._slot_free.set()
 
     async def _recover_own(self) -> None:
         """Our own pending entries not running now: after a restart, or claimed to us."""
@@ -199,7 +223,7 @@ class Consumer:
 
     async def _finish(self) -> None:
         """Graceful stop: let running handlers finish (within stop_timeout), flush acks."""
-        tasks = list(self._in_flight.values())
+        tasks = [t for t in self._in_flight.values() if t is not None and not t.done()]
         if tasks:
             log.info("consumer %s stopping: waiting for %d handlers", self.name, len(tasks))
             _, late = await asyncio.wait(tasks, timeout=self.config.stop_timeout_s)

@@ -9,9 +9,12 @@ missing, binary, or invalid JSON, and decoding must not crash.
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 RESPONSE = "response:"
@@ -36,7 +39,12 @@ class Envelope:
     entry_id: str = ""
     delivery_count: int = 1
     correlation_id: str | None = None
-    fields: dict[str, str] = field(default_factory=dict, repr=False)
+    raw: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """All the entry's fields as text (decoded on demand: handlers rarely need them)."""
+        return {text(k): text(v) for k, v in self.raw.items()}
 
     @property
     def response_stream(self) -> str | None:
@@ -49,9 +57,17 @@ def text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+_last_stamp: tuple[int, str] = (0, "")
+
+
 def now_iso() -> str:
-    # Millisecond precision with "Z", as in the spec's example event.
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now with millisecond precision and "Z", as in the spec's example event."""
+    global _last_stamp
+    ms = time.time_ns() // 1_000_000
+    if ms != _last_stamp[0]:  # under load many events share a millisecond: format it once
+        moment = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
+        _last_stamp = (ms, moment.replace("+00:00", "Z"))
+    return _last_stamp[1]
 
 
 def new_event_id() -> str:
@@ -80,25 +96,35 @@ def decode(stream: str, entry_id: str, raw: Any, delivery_count: int = 1) -> Env
     An entry without `data` (written by something that ignores the envelope) gets all its
     fields as `data`, so a handler can still look at it.
     """
-    fields = {text(k): text(v) for k, v in (raw or {}).items()}
-    if "data" in fields:
+    raw = raw or {}
+    get = _getter(raw)
+    data_field = get("data")
+    if data_field is None:
+        data: Any = {text(k): text(v) for k, v in raw.items()}
+    else:
         try:
-            data = json.loads(fields["data"])
+            data = json.loads(data_field)
         except ValueError as error:
             raise MalformedEntry(f"data is not JSON: {error}") from None
-    else:
-        data = dict(fields)
+    correlation_id = get("correlation_id")
     return Envelope(
-        event_id=fields.get("event_id") or entry_id,
-        event_type=fields.get("event_type", ""),
-        timestamp=fields.get("timestamp", ""),
+        event_id=text(get("event_id") or entry_id),
+        event_type=text(get("event_type") or ""),
+        timestamp=text(get("timestamp") or ""),
         data=data,
         stream=stream,
         entry_id=entry_id,
         delivery_count=delivery_count,
-        correlation_id=fields.get("correlation_id"),
-        fields=fields,
+        correlation_id=None if correlation_id is None else text(correlation_id),
+        raw=raw,
     )
+
+
+def _getter(raw: dict[Any, Any]) -> Callable[[str], Any]:
+    """Field lookup whether the client gave bytes keys or (decode_responses) str keys."""
+    if raw and isinstance(next(iter(raw)), str):
+        return raw.get
+    return lambda name: raw.get(name.encode())
 
 
 def time_to_id(moment: datetime) -> str:

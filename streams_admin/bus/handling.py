@@ -15,11 +15,12 @@ from typing import Any
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
-from streams_admin.bus.metrics import BusMetrics
+from streams_admin.bus.metrics import BusMetrics, child
 
 log = logging.getLogger("streams_admin.bus")
 
 Handler = Callable[..., Awaitable[Any] | Any]
+Outcome = list[Command] | None
 
 
 class FatalError(Exception):
@@ -47,7 +48,8 @@ class Subscription:
 
 @dataclass
 class Handling:
-    """Processes entries of one consumer; returns True when the entry left the pending list."""
+    """Processes entries of one consumer. Each outcome is the commands that end the entry
+    (its ack, with a reply, marker or dead-letter entry), or None to leave it pending."""
 
     config: BusConfig
     keys: Keys
@@ -58,30 +60,30 @@ class Handling:
     commands: Coalescer  # plain pipelines for reads and markers
 
     async def process(self, sub: Subscription, stream: str, entry_id: str,
-                      fields: dict[bytes, bytes], deliveries: int) -> bool:
+                      fields: dict[bytes, bytes], deliveries: int) -> Outcome:
         if deliveries > 1:
-            self.metrics.redelivered.labels(sub.event_type).inc()
+            child(self.metrics.redelivered, sub.event_type).inc()
         try:
             envelope = decode(stream, entry_id, fields, deliveries)
         except MalformedEntry as error:
-            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
-                                          "malformed")
+            return self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+                                    "malformed")
         if deliveries > self.config.max_deliveries:
             # Delivered this often without an ack or a recorded failure: it kills consumers.
             error = RuntimeError(f"delivered {deliveries} times without finishing")
-            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
-                                          "max_deliveries")
+            return self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+                                    "max_deliveries")
         if sub.idempotent:
             state = await self._mark_running(sub, envelope)
             if state == b"done":
-                self.metrics.processed.labels(sub.event_type, "duplicate").inc()
-                return await self._commit(stream, entry_id, [])
+                child(self.metrics.processed, sub.event_type, "duplicate").inc()
+                return self._commit(stream, entry_id, [])
             if state is not None:
-                return False  # another consumer runs it right now; retried after min_idle
+                return None  # another consumer runs it right now; retried after min_idle
         return await self._run(sub, envelope, fields)
 
-    async def _run(self, sub: Subscription, envelope: Envelope, fields: dict[bytes, bytes]) -> bool:
-        self.metrics.in_flight.inc()
+    async def _run(self, sub: Subscription, envelope: Envelope,
+                   fields: dict[bytes, bytes]) -> Outcome:
         started = time.perf_counter()
         try:
             result = await sub.call(envelope)
@@ -90,29 +92,28 @@ class Handling:
         except Exception as error:  # noqa: BLE001 - any handler failure is a retry
             return await self._failed(sub, envelope, fields, error, fatal=False)
         finally:
-            self.metrics.in_flight.dec()
-            self.metrics.processing_seconds.labels(sub.event_type).observe(
+            child(self.metrics.processing_seconds, sub.event_type).observe(
                 time.perf_counter() - started)
-        self.metrics.processed.labels(sub.event_type, "success").inc()
+        child(self.metrics.processed, sub.event_type, "success").inc()
         ops = self._reply(envelope, result)
         if sub.idempotent:
             done = self.keys.done(self.group, sub.event_type, envelope.event_id)
             ops.append(("SET", done, b"done", "EX", self.config.idempotency_ttl_s))
-        return await self._commit(envelope.stream, envelope.entry_id, ops)
+        return self._commit(envelope.stream, envelope.entry_id, ops)
 
     async def _failed(self, sub: Subscription, envelope: Envelope, fields: dict[bytes, bytes],
-                      error: Exception, *, fatal: bool) -> bool:
-        self.metrics.processed.labels(sub.event_type, "error").inc()
+                      error: Exception, *, fatal: bool) -> Outcome:
+        child(self.metrics.processed, sub.event_type, "error").inc()
         log.warning("handler failed for %s (delivery %d): %r", sub.event_type,
                     envelope.delivery_count, error, extra=_log_extra(envelope))
         if fatal or envelope.delivery_count >= self.config.max_deliveries:
-            return await self.dead_letter(sub, envelope.stream, envelope.entry_id, fields, error,
-                                          envelope.delivery_count,
-                                          "fatal" if fatal else "max_deliveries")
+            return self.dead_letter(sub, envelope.stream, envelope.entry_id, fields, error,
+                                    envelope.delivery_count,
+                                    "fatal" if fatal else "max_deliveries")
         if sub.idempotent:
             done = self.keys.done(self.group, sub.event_type, envelope.event_id)
             await self.commands.run([("DEL", done)])
-        return False
+        return None
 
     def _reply(self, envelope: Envelope, result: Any) -> list[Command]:
         stream = envelope.response_stream
@@ -127,9 +128,9 @@ class Handling:
         # The expiry cleans up after a requester that gave up before the reply came.
         return [xadd(stream, reply), ("EXPIRE", stream, self.config.response_ttl_s)]
 
-    async def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
+    def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
                           fields: dict[bytes, bytes], error: BaseException, deliveries: int,
-                          reason: str) -> bool:
+                          reason: str) -> Outcome:
         record: dict[bytes | str, bytes | str] = dict(fields or {})
         record.update({
             b"error": f"{type(error).__name__}: {error}", b"reason": reason,
@@ -137,24 +138,15 @@ class Handling:
             b"original_id": entry_id, b"group": self.group, b"consumer": self.consumer,
             b"dead_lettered_at": now_iso(),
         })
-        self.metrics.dead_lettered.labels(sub.event_type, reason).inc()
+        child(self.metrics.dead_lettered, sub.event_type, reason).inc()
         log.error("dead-lettered %s %s after %d deliveries (%s): %s", stream, entry_id,
                   deliveries, reason, error,
                   extra={"event_id": _text(fields, b"event_id"), "entry_id": entry_id})
         ops: list[Command] = [xadd(self.keys.deadletter(sub.event_type), record)]
-        return await self._commit(stream, entry_id, ops)
+        return self._commit(stream, entry_id, ops)
 
-    async def _commit(self, stream: str, entry_id: str, ops: list[Command]) -> bool:
-        """Ack (with its reply, marker or dead-letter entry) in the next MULTI of acks."""
-        try:
-            results = await self.acks.run([*ops, ("XACK", stream, self.group, entry_id)])
-        except Exception as error:  # noqa: BLE001 - the entry stays pending and comes back
-            log.warning("ack of %s %s failed: %r", stream, entry_id, error)
-            return False
-        failures = [r for r in results if isinstance(r, Exception)]
-        if failures:
-            log.warning("ack of %s %s had errors: %r", stream, entry_id, failures)
-        return not isinstance(results[-1], Exception)
+    def _commit(self, stream: str, entry_id: str, ops: list[Command]) -> list[Command]:
+        return [*ops, ("XACK", stream, self.group, entry_id)]
 
     async def _mark_running(self, sub: Subscription, envelope: Envelope) -> bytes | None:
         """Take the event's idempotency marker; what it held if someone else has it."""

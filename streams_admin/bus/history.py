@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,10 +34,8 @@ def _envelope(stream: str, entry_id: str, fields: Any) -> Envelope:
         return decode(stream, entry_id, fields)
     except MalformedEntry:
         # History shows what is there: a non-JSON `data` stays a string.
-        raw = {text(k): text(v) for k, v in fields.items()}
-        return Envelope(event_id=raw.get("event_id") or entry_id,
-                        event_type=raw.get("event_type", ""), timestamp=raw.get("timestamp", ""),
-                        data=raw.get("data"), stream=stream, entry_id=entry_id, fields=raw)
+        envelope = decode(stream, entry_id, {k: v for k, v in fields.items() if k != b"data"})
+        return dataclasses.replace(envelope, data=text(fields[b"data"]), raw=fields)
 
 
 async def iter_history(client: aioredis.Redis, keys: Keys, event_type: str, start: str = "-",

@@ -9,7 +9,7 @@ from typing import Any
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Keys, encode
-from streams_admin.bus.metrics import BusMetrics
+from streams_admin.bus.metrics import BusMetrics, child
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Publisher:
         (result,) = await self.pipeline.run([self._xadd(event_type, fields, maxlen)])
         if isinstance(result, Exception):
             raise result
-        self.metrics.published.labels(event_type).inc()
+        child(self.metrics.published, event_type).inc()
         return fields["event_id"]
 
     async def publish_many(self, events: Iterable[tuple[str, Any]], *,
@@ -41,7 +41,7 @@ class Publisher:
         if errors:
             raise errors[0]
         for event_type, _ in encoded:
-            self.metrics.published.labels(event_type).inc()
+            child(self.metrics.published, event_type).inc()
         return [fields["event_id"] for _, fields in encoded]
 
     def _xadd(self, event_type: str, fields: dict[str, str], maxlen: int | None) -> Command:

@@ -78,12 +78,17 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
 
 
 def back(request: HttpRequest, kwargs: dict[str, Any], outcome: Outcome | None = None) -> str:
+    """Where to go after an action: the form's `next`, else the page of what was acted on
+    (or of what holds it, when the action removed it)."""
     target = request.POST.get("next", "")
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
         return target
     if outcome is not None and "stream" in outcome.details:  # published: show it there
         return reverse("streams_admin:stream", args=[names.from_token(outcome.details["stream"])])
-    if "group" in kwargs:
+    removed = outcome is not None and outcome.ok and outcome.details.get("removed")
+    if removed == "stream":
+        return reverse("streams_admin:overview")
+    if "group" in kwargs and removed != "group":
         return reverse("streams_admin:group", args=[kwargs["key"], kwargs["group"]])
     if "key" in kwargs:
         return reverse("streams_admin:stream", args=[kwargs["key"]])

@@ -113,5 +113,8 @@ def chunks(items: list[str], size: int) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count:,} {word}{'' if count == 1 else 's'}"
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """ "1 entry", "2 entries"; `many` for words that do not just take -s or -ies."""
+    if count == 1:
+        return f"{count:,} {word}"
+    return f"{count:,} {many or (word[:-1] + 'ies' if word.endswith('y') else word + 's')}"

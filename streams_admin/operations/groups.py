@@ -80,7 +80,8 @@ def destroy_group(actor: Actor, key: bytes, group: bytes, confirm: str) -> Outco
         if not client().xgroup_destroy(key, group):
             return Outcome(False, "That group does not exist any more.")
         return Outcome(True, f"Destroyed group {names.show(group)} and its "
-                       f"{plural(pending, 'pending entry')}.", 1, details={"pending": pending})
+                       f"{plural(pending, 'pending entry')}.", 1,
+                       details={"pending": pending, "removed": "group"})
 
     return audited(actor, "destroy-group", key, work, group=group)
 

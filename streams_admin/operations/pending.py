@@ -24,7 +24,9 @@ def ack(actor: Actor, key: bytes, group: bytes, ids: list[str]) -> Outcome:
         chosen = check_ids(ids)
         done = sum(client().xack(key, group, *part) for part in chunks(chosen, 1000))
         gone = len(chosen) - done
-        note = f"; {plural(gone, 'was')} no longer pending (acked or never delivered)" \
+        if gone:
+            client().xpending(key, group)  # XACK says 0, not NOGROUP, for a destroyed group
+        note = f"; {plural(gone, 'was', 'were')} no longer pending (acked or never delivered)" \
             if gone else ""
         return Outcome(True, f"Acknowledged {plural(done, 'entry')}{note}.", done)
 

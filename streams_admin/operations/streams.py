@@ -121,7 +121,7 @@ def delete_entries(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
     def work() -> Outcome:
         chosen = check_ids(ids)
         deleted = sum(client().xdel(key, *part) for part in chunks(chosen, 1000))
-        note = f"; {plural(len(chosen) - deleted, 'was')} already gone" \
+        note = f"; {plural(len(chosen) - deleted, 'was', 'were')} already gone" \
             if deleted < len(chosen) else ""
         return Outcome(True, f"Deleted {plural(deleted, 'entry')}{note}.", deleted)
 
@@ -136,7 +136,7 @@ def delete_stream(actor: Actor, key: bytes, confirm: str) -> Outcome:
         if not client().unlink(key):
             return Outcome(False, "The stream does not exist any more.")
         return Outcome(True, f"Deleted the stream and its {plural(length, 'entry')}.", 1,
-                       details={"length": length})
+                       details={"length": length, "removed": "stream"})
 
     return audited(actor, "delete-stream", key, work)
 

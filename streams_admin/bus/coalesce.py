@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import hiredis
@@ -29,7 +30,7 @@ Command = tuple[bytes | str | int | float, ...]
 
 def xadd(key: str, fields: dict, maxlen: int | None = None) -> Command:
     trim = ("MAXLEN", "~", maxlen) if maxlen else ()
-    return ("XADD", key, *trim, "*", *(item for pair in fields.items() for item in pair))
+    return ("XADD", key, *trim, "*", *chain.from_iterable(fields.items()))
 
 
 def backoff(first: float, cap: float) -> Iterator[float]:

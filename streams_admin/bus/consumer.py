@@ -120,8 +120,10 @@ class Consumer:
         streams = dict.fromkeys(self.subscriptions, ">")
         count = max(1, self._free() // len(streams))
         block = min(self.config.block_ms, int(self.config.claim_interval_s * 1000))
-        self._reading = asyncio.ensure_future(self.blocking().xreadgroup(
-            self.group, self.name, streams, count=count, block=block))
+        # Started eagerly, so stop() never cancels a read that was not sent yet.
+        self._reading = asyncio.Task(
+            self.blocking().xreadgroup(self.group, self.name, streams, count=count, block=block),
+            loop=asyncio.get_running_loop(), eager_start=True)
         try:
             return await self._reading
         finally:

@@ -9,8 +9,8 @@ missing, binary, or invalid JSON, and decoding must not crash.
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,9 +27,12 @@ class MalformedEntry(ValueError):
     """The entry's `data` is not JSON: retrying cannot help, so it is dead-lettered at once."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Envelope:
-    """One delivered event, as a handler that asks for it sees it."""
+    """One delivered event, as a handler that asks for it sees it.
+
+    Not frozen: a frozen dataclass's __init__ is measurably slower, and one is made per event.
+    """
 
     event_id: str
     event_type: str
@@ -71,7 +74,13 @@ def now_iso() -> str:
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID; formatted by hand, twice as fast as str(uuid.uuid4())."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # built once, not per event
 
 
 def encode(
@@ -83,7 +92,7 @@ def encode(
         "event_id": event_id or new_event_id(),
         "event_type": event_type,
         "timestamp": now_iso(),
-        "data": json.dumps(data, separators=(",", ":")),
+        "data": _dumps(data),
     }
     if correlation_id is not None:
         fields["correlation_id"] = correlation_id

@@ -166,5 +166,11 @@ class Keys:
         return stream[len(self.prefix):] if stream.startswith(self.prefix) else stream
 
     def done(self, group: str, event_type: str, event_id: str) -> str:
-        """The idempotency marker of one event in one group."""
-        return f"{self.prefix}idempotency:{group}:{event_type}:{event_id}"
+        """The idempotency marker of one event in one group.
+
+        A string key, so it stays out of the streams' namespace: `agent:stream:*` lists streams
+        only, `agent:idempotency:*` holds the markers.
+        """
+        base = self.prefix.removesuffix("stream:") if self.prefix.endswith(":stream:") else (
+            self.prefix)
+        return f"{base}idempotency:{group}:{event_type}:{event_id}"

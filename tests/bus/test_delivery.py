@@ -111,7 +111,7 @@ async def test_duplicates_are_suppressed_with_idempotency(make_bus, r: redis.Red
     assert runs == [event_id]
     assert bus.registry.get_sample_value(
         "events_processed_total", {"event_type": "task.created", "status": "duplicate"}) == 2
-    assert r.get(f"agent:stream:idempotency:g:task.created:{event_id}") == b"done"
+    assert r.get(f"agent:idempotency:g:task.created:{event_id}") == b"done"
 
 
 async def test_dead_consumers_entries_are_reclaimed(make_bus, r: redis.Redis) -> None:

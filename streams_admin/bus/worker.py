@@ -75,7 +75,7 @@ async def run_worker(bus: EventBus, group: str, name: str,
         loop.add_signal_handler(sig, stop.set)
     if metrics_port is not None:
         start_http_server(metrics_port, registry=bus.registry)
-    consumer = asyncio.create_task(bus.start_consumer(group, name))
+    consumer = asyncio.Task(bus.start_consumer(group, name), loop=loop, eager_start=True)
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({consumer, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if stop.is_set():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -105,9 +104,8 @@ def decode(stream: str, entry_id: str, raw: Any, delivery_count: int = 1) -> Env
     An entry without `data` (written by something that ignores the envelope) gets all its
     fields as `data`, so a handler can still look at it.
     """
-    raw = raw or {}
-    get = _getter(raw)
-    data_field = get("data")
+    raw = _as_bytes(raw or {})
+    data_field = raw.get(b"data")
     if data_field is None:
         data: Any = {text(k): text(v) for k, v in raw.items()}
     else:
@@ -115,11 +113,11 @@ def decode(stream: str, entry_id: str, raw: Any, delivery_count: int = 1) -> Env
             data = json.loads(data_field)
         except ValueError as error:
             raise MalformedEntry(f"data is not JSON: {error}") from None
-    correlation_id = get("correlation_id")
+    correlation_id = raw.get(b"correlation_id")
     return Envelope(
-        event_id=text(get("event_id") or entry_id),
-        event_type=text(get("event_type") or ""),
-        timestamp=text(get("timestamp") or ""),
+        event_id=_field(raw, b"event_id") or entry_id,
+        event_type=_field(raw, b"event_type"),
+        timestamp=_field(raw, b"timestamp"),
         data=data,
         stream=stream,
         entry_id=entry_id,
@@ -129,11 +127,20 @@ def decode(stream: str, entry_id: str, raw: Any, delivery_count: int = 1) -> Env
     )
 
 
-def _getter(raw: dict[Any, Any]) -> Callable[[str], Any]:
-    """Field lookup whether the client gave bytes keys or (decode_responses) str keys."""
-    if raw and isinstance(next(iter(raw)), str):
-        return raw.get
-    return lambda name: raw.get(name.encode())
+def _field(raw: dict[bytes, bytes], name: bytes) -> str:
+    value = raw.get(name)
+    return value.decode("utf-8", "replace") if value else ""
+
+
+def _as_bytes(raw: dict[Any, Any]) -> dict[bytes, bytes]:
+    """Entries from a decode_responses=True client have str keys and values; make them bytes."""
+    if not raw or isinstance(next(iter(raw)), bytes):
+        return raw
+    return {_bytes(k): _bytes(v) for k, v in raw.items()}
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 def time_to_id(moment: datetime) -> str:

@@ -259,10 +259,10 @@ def percentile(times: list[float], p: float) -> float:
     return statistics.quantiles(times, n=100)[int(p) - 1] * 1000
 
 
-async def measure(url: str, n: int, fs_n: int, rpc_n: int) -> dict[str, float]:
-    results: dict[str, float] = {}
+async def measure(url: str, n: int, fs_n: int, rpc_n: int, rounds: int) -> dict[str, float]:
+    """Every step once per round, rounds interleaved; medians (the machine is shared)."""
     steps: list[tuple[str, Callable[[], Awaitable[float]] | Callable[[], float]]] = [
-        ("raw_unpipelined", lambda: raw_unpipelined(url, n // 2)),
+        ("raw_unpipelined", lambda: raw_unpipelined(url, n // 4)),
         ("raw_pipelined", lambda: raw_pipelined(url, n)),
         ("raw_read_ack", lambda: raw_read_ack(url)),
         ("fs_publish", lambda: faststream_publish(url, fs_n)),
@@ -272,23 +272,28 @@ async def measure(url: str, n: int, fs_n: int, rpc_n: int) -> dict[str, float]:
         ("fs_e2e_split", lambda: faststream_end_to_end(url, fs_n, split=True)),
         ("bus_e2e_split", lambda: bus_end_to_end(url, n, split=True)),
     ]
-    for name, step in steps:
-        if name != "raw_read_ack":  # it reads what raw_pipelined wrote
+    samples: dict[str, list[float]] = {name: [] for name, _ in steps}
+    for round_ in range(1, rounds + 1):
+        for name, step in steps:
+            if name != "raw_read_ack":  # it reads what raw_pipelined wrote
+                flush(url)
+            value = step()
+            samples[name].append(await value if isinstance(value, Awaitable) else value)
+        print(f"round {round_}: " + ", ".join(f"{k} {v[-1]:,.0f}" for k, v in samples.items()),
+              flush=True)
+    results = {name: statistics.median(values) for name, values in samples.items()}
+    rtts: dict[str, list[float]] = {"bare": [], "bus": []}
+    for _ in range(rounds):
+        for name, rtt in (("bare", bare_round_trips), ("bus", bus_round_trips)):
             flush(url)
-        value = step()
-        results[name] = await value if isinstance(value, Awaitable) else value
-        print(f"{name:16} {results[name]:>10,.0f} events/s", flush=True)
-    for name, rtt in (("bare", bare_round_trips), ("bus", bus_round_trips)):
-        flush(url)
-        times = await rtt(url, rpc_n)
+            rtts[name] += await rtt(url, rpc_n)
+    for name, times in rtts.items():
         results[f"{name}_p50"] = percentile(times, 50)
         results[f"{name}_p99"] = percentile(times, 99)
-        print(f"{name} request p50 {results[f'{name}_p50']:.3f} ms, "
-              f"p99 {results[f'{name}_p99']:.3f} ms", flush=True)
     return results
 
 
-def report(x: dict[str, float], n: int, fs_n: int) -> str:
+def report(x: dict[str, float], n: int, fs_n: int, rpc_n: int, rounds: int) -> str:
     return "\n".join([
         "| measure | events/s | ratio |", "|---|---:|---|",
         f"| raw redis-py XADD, unpipelined | {x['raw_unpipelined']:,.0f} | |",
@@ -307,27 +312,30 @@ def report(x: dict[str, float], n: int, fs_n: int) -> str:
         "", "| request/response round trip | p50 ms | p99 ms |", "|---|---:|---:|",
         f"| bare redis-py XADD + XREAD BLOCK | {x['bare_p50']:.3f} | {x['bare_p99']:.3f} |",
         f"| bus.request → bus responder | {x['bus_p50']:.3f} | {x['bus_p99']:.3f} |",
-        "", f"({n:,} events per bus/raw run, {fs_n:,} per FastStream run, "
+        "", f"(medians of {rounds} interleaved rounds; {n:,} events per bus/raw run, "
+        f"{fs_n:,} per FastStream run; request round trips: {rpc_n:,} per round, pooled; "
         f"payload {json.dumps(PAYLOAD)})",
     ])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=51_200)
+    parser.add_argument("--events", type=int, default=25_600)
     parser.add_argument("--fs-events", type=int, default=3_200)
     parser.add_argument("--requests", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     # Whole rounds of CALLERS publishes, so the end-to-end runs know when they are done.
     args.events -= args.events % CALLERS
     args.fs_events -= args.fs_events % CALLERS
     server = RedisServer().start()
     try:
-        results = asyncio.run(measure(server.url, args.events, args.fs_events, args.requests))
+        results = asyncio.run(measure(server.url, args.events, args.fs_events, args.requests,
+                                      args.rounds))
     finally:
         server.stop()
     print()
-    print(report(results, args.events, args.fs_events))
+    print(report(results, args.events, args.fs_events, args.requests, args.rounds))
 
 
 if __name__ == "__main__":

@@ -182,6 +182,8 @@ class Consumer:
     async def _recover_own(self) -> None:
         """Our own pending entries not running now: after a restart, or claimed to us."""
         now = time.monotonic()
+        # Forget waits that are over (some of those entries went to other consumers meanwhile).
+        self._retry_after = {k: t for k, t in self._retry_after.items() if t > now}
         for stream in self.subscriptions:
             free = self._free()
             if free <= 0:

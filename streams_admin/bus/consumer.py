@@ -87,7 +87,9 @@ class Consumer:
         self._stopping = True
         self._slot_free.set()
         if self._reading is not None:
-            # Cancelling the blocked XREADGROUP drops its connection: nothing was delivered.
+            # Cancelling the blocked XREADGROUP drops its connection. Should Redis have just
+            # delivered entries, they wait in our pending list (taken up on our next start,
+            # or reclaimed by another consumer after min_idle).
             self._reading.cancel()
 
     async def _ensure_groups(self) -> None:
@@ -213,6 +215,9 @@ class Consumer:
                 stream, self.group, self.name, self.config.min_idle_ms, cursor, count=free)
             self._cursors[stream] = text(reply[0])
             entries = [(text(i), f) for i, f in reply[1] if f is not None]
+            gone = [i for i, f in reply[1] if f is None]  # deleted entries (Redis < 7.0)
+            if gone:
+                await self.handling.acks.run([("XACK", stream, self.group, *gone)])
             if entries:
                 counts = await self._delivery_counts(stream, [i for i, _ in entries])
                 for entry_id, fields in entries:

@@ -198,3 +198,18 @@ async def test_group_is_recreated_when_destroyed(make_bus, r: redis.Redis) -> No
         r.xgroup_destroy(STREAM, "g")
         await bus.publish("task.created", {"n": 2})
         await wait_for(lambda: 2 in done, what="consuming again after NOGROUP")
+
+
+async def test_failure_logs_carry_event_and_correlation_ids(make_bus, r, caplog) -> None:
+    bus = make_bus(max_deliveries=1)
+
+    @bus.subscribe("task.created")
+    async def broken(data: dict) -> None:
+        raise RuntimeError("broken")
+
+    event_id = await bus.publish("task.created", {}, correlation_id="corr-1")
+    with caplog.at_level("WARNING", logger="streams_admin.bus"):
+        async with consuming(bus):
+            await wait_for(lambda: r.exists(DEADLETTER))
+    failed = [rec for rec in caplog.records if rec.getMessage().startswith("handler failed")]
+    assert failed and failed[0].event_id == event_id and failed[0].correlation_id == "corr-1"

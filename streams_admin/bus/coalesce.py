@@ -92,14 +92,31 @@ class Coalescer:
             try:
                 results = await self._execute([c for b in batches for c in b.commands])
             except Exception as error:  # noqa: BLE001 - handed to every waiting caller
-                for batch in batches:
-                    batch.done(error)
+                _fail(batches, error)
                 continue
-            start = 0
-            for batch in batches:
-                end = start + len(batch.commands)
-                batch.done(results[start:end])
-                start = end
+            _deliver(batches, results)
+
+    def take_all(self) -> list[_Batch]:
+        """Everything queued, for a caller that sends it along with its own command."""
+        taken = list(self._queue)
+        self._queue.clear()
+        return taken
+
+    async def send_before(self, connection: Any, batches: list[_Batch],
+                          command: Command) -> None:
+        """Write the batches' commands and then `command` in one go (one round trip instead
+        of two) and hand the batches their results; `command`'s reply is the caller's."""
+        commands = [c for b in batches for c in b.commands]
+        wire, where = self._wire(commands) if commands else ([], [])
+        try:
+            await connection.send_packed_command(
+                b"".join(hiredis.pack_command(c) for c in [*wire, command]), check_health=False)
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                replies = [await reply(connection) for _ in wire]
+        except BaseException as error:
+            _fail(batches, error if isinstance(error, Exception) else ConnectionError("stopped"))
+            raise
+        _deliver(batches, self._results(replies, where))
 
     def _take(self) -> list[_Batch]:
         taken, size = [], 0
@@ -128,9 +145,7 @@ class Coalescer:
     async def _pipeline(self, commands: list[Command]) -> list[Any]:
         # Packed by hiredis in C and written at once: redis-py's Python packing of each
         # command cost more than Redis itself does.
-        wire, where = _merge_acks(commands)
-        if self.transaction:
-            wire = [("MULTI",), *wire, ("EXEC",)]
+        wire, where = self._wire(commands)
         pool = self.client().connection_pool
         connection = await pool.get_connection()
         try:
@@ -138,18 +153,42 @@ class Coalescer:
                 b"".join(hiredis.pack_command(c) for c in wire), check_health=False)
             # One deadline for the whole batch: a timer per reply cost more than parsing it.
             async with asyncio.timeout(READ_TIMEOUT_S):
-                replies = [await _reply(connection) for _ in wire]
+                replies = [await reply(connection) for _ in wire]
         except BaseException:
             await connection.disconnect()
             raise
         finally:
             await pool.release(connection)
+        return self._results(replies, where)
+
+    def _wire(self, commands: list[Command]) -> tuple[list[Command], list[int]]:
+        wire, where = _merge_acks(commands)
+        if self.transaction:
+            wire = [("MULTI",), *wire, ("EXEC",)]
+        return wire, where
+
+    def _results(self, replies: list[Any], where: list[int]) -> list[Any]:
+        if not where:
+            return []
         if self.transaction:
             replies = replies[-1] if isinstance(replies[-1], list) else [replies[-1]] * len(where)
         return [replies[i] for i in where]
 
 
-async def _reply(connection: Any) -> Any:
+def _deliver(batches: list[_Batch], results: list[Any]) -> None:
+    start = 0
+    for batch in batches:
+        end = start + len(batch.commands)
+        batch.done(results[start:end])
+        start = end
+
+
+def _fail(batches: list[_Batch], error: BaseException) -> None:
+    for batch in batches:
+        batch.done(error)
+
+
+async def reply(connection: Any) -> Any:
     try:
         return await connection.read_response(timeout=math.inf, disconnect_on_error=True)
     except ResponseError as error:  # this command failed, not the pipeline

@@ -325,7 +325,8 @@ def report(x: dict[str, float], n: int, fs_n: int, rpc_n: int, rounds: int) -> s
         "", "| request/response round trip | p50 ms | p99 ms |", "|---|---:|---:|",
         f"| bare redis-py XADD + XREAD BLOCK | {x['bare_p50']:.3f} | {x['bare_p99']:.3f} |",
         f"| bus.request → bus responder | {x['bus_p50']:.3f} | {x['bus_p99']:.3f} |",
-        "", f"(medians of {rounds} interleaved rounds, ratios: median of each round's ratio; {n:,} events per bus/raw run, "
+        "", f"(medians of {rounds} interleaved rounds, ratios: median of each round's ratio; "
+        f"{n:,} events per bus/raw run, "
         f"{fs_n:,} per FastStream run; request round trips: {rpc_n:,} per round, pooled; "
         f"payload {json.dumps(PAYLOAD)})",
     ])

@@ -81,6 +81,8 @@ def back(request: HttpRequest, kwargs: dict[str, Any], outcome: Outcome | None =
     """Where to go after an action: the form's `next`, else the page of what was acted on
     (or of what holds it, when the action removed it)."""
     target = request.POST.get("next", "")
+    if outcome is not None and not outcome.ok:  # a refused confirmation: show it again
+        target = request.POST.get("retry", target)
     if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
         return target
     if outcome is not None and "stream" in outcome.details:  # published: show it there

@@ -42,7 +42,9 @@ def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
 
 def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict) -> HttpResponse:
-    if request.htmx and not request.htmx.history_restore_request:
+    # A request aimed at the partial (paging, filters) gets just that; a refresh of the whole
+    # screen after an action (hx-select on the page's wrapper) gets the page.
+    if request.htmx and request.htmx.target == partial:
         template += f"#{partial}"
     return render(request, template, context)
 

@@ -259,3 +259,12 @@ def test_redis_down_during_an_action_is_a_message(admin_client, r, held, redis_s
         redis_server.start()
     assert response.status_code in (302, 503)
     assert last_audit() is None or last_audit().ok is False
+
+
+def test_a_refused_confirmation_comes_back_to_its_page(admin_client, r, held) -> None:
+    page = url("trim") + "?strategy=maxlen&threshold=2"
+    response = admin_client.post(url("trim"), {"strategy": "maxlen", "threshold": "2",
+                                               "confirm": "orders", "retry": page}, follow=True)
+    assert response.redirect_chain[-1][0] == page
+    assert "Refused: 8 entries" in response.content.decode()
+    assert 'id="trim-preview"' in response.content.decode()

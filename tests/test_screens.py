@@ -60,7 +60,7 @@ def test_overview_sorts_filters_and_pages(viewer_client, r: redis.Redis, setting
     assert [row[0] for row in filtered] == ["s3"]
 
 
-def test_overview_health_summary_names_the_problems(viewer_client, r: redis.Redis, settings) -> None:
+def test_overview_health_summary_names_the_problems(viewer_client, r, settings) -> None:
     settings.STREAMS_ADMIN = {"LAG_THRESHOLD": 5, "POISON_DELIVERIES": 3}
     for _ in range(10):
         r.xadd("jobs", {"f": "v"})
@@ -206,7 +206,8 @@ def test_missing_things_are_a_404_page_not_a_500(viewer_client, scenario) -> Non
 
 def test_htmx_requests_get_the_partial(viewer_client, scenario) -> None:
     url = reverse("streams_admin:stream", args=[b"orders"])
-    partial = viewer_client.get(url + "?before=1700000000010-0", headers={"HX-Request": "true"})
+    partial = viewer_client.get(url + "?before=1700000000010-0",
+                                headers={"HX-Request": "true", "HX-Target": "entries"})
     body = partial.content.decode()
     assert body.lstrip().startswith('<div id="entries"') and "<html" not in body
     assert table(body)[0][0] == "1700000000009-0"
@@ -220,3 +221,9 @@ def test_trimmed_pending_entries_are_marked_gone(viewer_client, r: redis.Redis) 
     rows = table(viewer_client.get(reverse("streams_admin:group", args=[b"q", b"g"])).content, 1)
     flags = {row[0]: row[5] for row in rows}
     assert [flags[i.decode()] for i in ids] == ["data gone"] * 3 + [""]
+
+
+def test_htmx_refresh_of_the_whole_screen_gets_the_page(viewer_client, scenario) -> None:
+    url = reverse("streams_admin:group", args=[b"orders", b"ship"])
+    page = viewer_client.get(url, headers={"HX-Request": "true", "HX-Target": "screen"})
+    assert '<div id="screen"' in page.content.decode()

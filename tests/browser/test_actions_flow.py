@@ -84,7 +84,7 @@ def test_claim_dead_consumer_ack_trim_destroy(page, dashboard, redis_client: red
     # Claim all idle: everything the dead consumer holds goes to the live one.
     claim = page.get_by_role("form", name="Claim all idle entries")
     claim.locator("select[name=from]").select_option(label=f"{DEAD} (8)")
-    claim.locator("select[name=to_token]").select_option(label=LIVE)
+    claim.locator("select[name=to_token]").select_option(value=LIVE)
     claim.locator("input[name=min_idle]").fill("0")
     claim.get_by_role("button", name="Claim all").click()
     expect(page.get_by_role("status").filter(

@@ -94,8 +94,11 @@ class Handling:
         finally:
             child(self.metrics.processing_seconds, sub.event_type).observe(
                 time.perf_counter() - started)
+        try:
+            ops = self._reply(envelope, result)
+        except (TypeError, ValueError) as error:  # the reply is not JSON: it never will be
+            return await self._failed(sub, envelope, fields, error, fatal=True)
         child(self.metrics.processed, sub.event_type, "success").inc()
-        ops = self._reply(envelope, result)
         if sub.idempotent:
             done = self.keys.done(self.group, sub.event_type, envelope.event_id)
             ops.append(("SET", done, b"done", "EX", self.config.idempotency_ttl_s))
@@ -129,8 +132,8 @@ class Handling:
         return [xadd(stream, reply), ("EXPIRE", stream, self.config.response_ttl_s)]
 
     def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
-                          fields: dict[bytes, bytes], error: BaseException, deliveries: int,
-                          reason: str) -> Outcome:
+                    fields: dict[bytes, bytes], error: BaseException, deliveries: int,
+                    reason: str) -> Outcome:
         record: dict[bytes | str, bytes | str] = dict(fields or {})
         record.update({
             b"error": f"{type(error).__name__}: {error}", b"reason": reason,

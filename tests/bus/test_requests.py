@@ -7,7 +7,7 @@ import asyncio
 import redis
 
 from streams_admin.bus import Envelope
-from tests.bus.conftest import consuming
+from tests.bus.conftest import consuming, wait_for
 
 
 async def test_request_gets_the_handlers_return_value(make_bus, r: redis.Redis) -> None:
@@ -74,6 +74,19 @@ async def test_no_reply_outside_response_streams(make_bus, r: redis.Redis) -> No
 
     await bus.publish("document.process", {"response_stream": "users:admin"})
     async with consuming(bus):
-        while not handled:
-            await asyncio.sleep(0.02)
+        await wait_for(lambda: handled)
     assert not r.exists("users:admin")
+
+
+async def test_a_reply_that_is_not_json_is_dead_lettered(make_bus, r: redis.Redis) -> None:
+    bus = make_bus()
+
+    @bus.subscribe("document.process")
+    async def process(data: dict) -> object:
+        return {1, 2}  # a set: not JSON
+
+    async with consuming(bus):
+        assert await bus.request("document.process", {}, timeout=0.5) is None
+        await wait_for(lambda: r.exists("agent:stream:deadletter:document.process"))
+    [(_, dead)] = r.xrange("agent:stream:deadletter:document.process")
+    assert dead[b"reason"] == b"fatal" and dead[b"error"].startswith(b"TypeError")

@@ -97,13 +97,22 @@ def back(request: HttpRequest, kwargs: dict[str, Any], outcome: Outcome | None =
     return reverse("streams_admin:overview")
 
 
+def _done_so_far(request: HttpRequest) -> int:
+    text = request.POST.get("done_so_far", "")
+    return int(text) if text.isdigit() else 0
+
+
 def respond(request: HttpRequest, outcome: Outcome, kwargs: dict[str, Any]) -> HttpResponse:
     if outcome.unfinished:
         return render(request, "streams_admin/progress.html", {
-            "outcome": outcome, "total": int(request.POST.get("done_so_far", 0)) + outcome.count,
+            "outcome": outcome, "total": _done_so_far(request) + outcome.count,
             "fields": [(k, v) for k, v in request.POST.items()
                        if k not in {"csrfmiddlewaretoken", "after", "done_so_far"}],
             "back": back(request, kwargs)})
+    earlier = _done_so_far(request)
+    if earlier:  # the last step of a long job: say what the whole job did
+        outcome = Outcome(outcome.ok, f"{outcome.message} ({earlier + outcome.count:,} in all, "
+                          "over several steps.)", outcome.count)
     if getattr(request, "htmx", False):
         response = HttpResponse(status=204)
         response["HX-Trigger"] = json.dumps({"streams-changed": None, "show-message": {

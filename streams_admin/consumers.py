@@ -80,10 +80,15 @@ class TailConsumer(AsyncJsonWebsocketConsumer):
                 self.window.set()
 
     async def disconnect(self, code: int) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+        if self.task is None:
+            return
+        self.task.cancel()
+        try:
+            # A send that raced the close ends run() with an error; the reader must still
+            # lose this viewer, or it would read for nobody.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.task
+        finally:
             for key in self.keys:
                 await hub().leave(key, self.viewer)
             self.keys.clear()

@@ -30,7 +30,7 @@ def _raw(response: object, **options: object) -> object:
 
 def _keep_pairs(r: redis.Redis | redis.asyncio.Redis) -> None:
     # redis-py turns entries into dicts, which drops duplicate field names; keep the pairs.
-    for command in ("XRANGE", "XREVRANGE", "XREAD"):
+    for command in ("XRANGE", "XREVRANGE", "XREAD", "XAUTOCLAIM"):
         r.set_response_callback(command, _raw)
 
 

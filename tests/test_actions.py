@@ -268,3 +268,19 @@ def test_a_refused_confirmation_comes_back_to_its_page(admin_client, r, held) ->
     assert response.redirect_chain[-1][0] == page
     assert "Refused: 8 entries" in response.content.decode()
     assert 'id="trim-preview"' in response.content.decode()
+
+
+def test_claim_all_idle_in_the_whole_group_in_steps(admin_client, r, held, settings) -> None:
+    settings.STREAMS_ADMIN = {"ACTION_BUDGET": 2, "ACTION_CHUNK": 2}
+    form = {"from": "", "to": "live", "min_idle": "0"}
+    response = admin_client.post(url("claim-idle", G), form)
+    for _ in range(10):
+        if b"Working" not in response.content:
+            break
+        text = response.content.decode()
+        after = text.split('name="after" value="')[1].split('"')[0]
+        done = text.split('name="done_so_far" value="')[1].split('"')[0]
+        response = admin_client.post(url("claim-idle", G), {**form, "after": after,
+                                                            "done_so_far": done}, follow=True)
+    assert pending(r, "live") == held and pending(r, "dead") == []
+    assert "(6 in all, over several steps.)" in response.content.decode()

@@ -98,8 +98,9 @@ def claim_idle(actor: Actor, key: bytes, group: bytes, *, source: bytes | None,
 def _autoclaim(key: bytes, group: bytes, to: bytes, min_idle_ms: int, start: str) -> Outcome:
     r, done, budget = client(), 0, conf.get("ACTION_BUDGET")
     while done < budget:
-        reply = r.xautoclaim(key, group, to, min_idle_ms, start_id=start,
-                             count=conf.get("ACTION_CHUNK"), justid=True)
+        # Raw reply (see redis.py): redis-py drops the cursor from a JUSTID answer.
+        reply = r.execute_command("XAUTOCLAIM", key, group, to, min_idle_ms, start,
+                                  "COUNT", conf.get("ACTION_CHUNK"), "JUSTID")
         start, claimed = reply[0].decode(), reply[1]
         done += len(claimed)
         if start == "0-0":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from streams_admin import names, params
+from streams_admin import params
 from streams_admin.values import Entry, parse_time
 
 MAX_SEQ = 18446744073709551615
@@ -92,7 +92,3 @@ def _since(q: dict[str, str]) -> str | None:
         raise params.BadParam(f"“{start}” is neither an entry ID nor a date-time.")
     return id_before(f"{ms}-0")
 
-
-def describe(options: TailOptions) -> str:
-    what = names.show(options.keys[0]) if options.keys else f"keys matching {options.pattern}"
-    return what

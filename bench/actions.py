@@ -35,17 +35,14 @@ asserted.
 from __future__ import annotations
 
 import argparse
-import atexit
 import html
 import json
 import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +53,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dashboard_client import django_client  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 KEY, GROUP, HOLDER, TARGET = "bench:actions", "workers", "worker-1", "worker-2"
@@ -140,32 +138,6 @@ def raw_autoclaim(r: redis.Redis) -> int:
 
 
 # --- the dashboard -----------------------------------------------------------------------
-
-
-def django_client(url: str):
-    db = tempfile.mkstemp(suffix=".sqlite3")[1]
-    atexit.register(os.unlink, db)
-    os.environ.update(
-        SECRET_KEY="bench",
-        DJANGO_SETTINGS_MODULE="dashboard.settings",
-        REDIS_URL=url,
-        ALLOWED_HOSTS="testserver",
-        LOG_LEVEL="WARNING",
-        DATABASE_URL=f"sqlite:///{db}",
-    )
-    import django
-
-    warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic needed
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import Client
-
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench")
-    client = Client()
-    client.force_login(user)
-    return client, user
 
 
 FORM_RE = re.compile(r'<form[^>]*id="continue"[^>]*>(.*?)</form>', re.S)

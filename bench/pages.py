@@ -16,16 +16,13 @@ are noisy.
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import re
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +35,7 @@ from redis.connection import AbstractConnection
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dashboard_client import django_client  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 BATCH = 10_000
@@ -396,32 +394,6 @@ def overview(client, probe: Probe, url: str, rounds: int) -> None:
 # --- main --------------------------------------------------------------------------------
 
 
-def django_client(url: str):
-    db = tempfile.mkstemp(suffix=".sqlite3")[1]
-    atexit.register(os.unlink, db)
-    os.environ.update(
-        SECRET_KEY="bench",
-        DJANGO_SETTINGS_MODULE="dashboard.settings",
-        REDIS_URL=url,
-        ALLOWED_HOSTS="testserver",
-        LOG_LEVEL="WARNING",
-        DATABASE_URL=f"sqlite:///{db}",
-    )
-    import django
-
-    warnings.filterwarnings("ignore", message="No directory at")  # no collectstatic needed
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import Client
-
-    call_command("migrate", verbosity=0)
-    user = get_user_model().objects.create_superuser("bench", "bench@example.com", "bench")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -437,7 +409,7 @@ def main() -> int:
         )
         print("seeded: " + ", ".join(f"{k} {v:.1f}s" for k, v in took.items()))
         RoundTrips.install()
-        client, probe = django_client(server.url), Probe(server.url)
+        (client, _), probe = django_client(server.url), Probe(server.url)
         entries(client, probe, rounds)
         pending(client, probe, rounds)
         overview(client, probe, server.url, rounds)

@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "AUDIT_SAMPLE": 100,  # IDs kept in an audit row when an action touches more
     "PREVIEW_CHARS": 200,
     "TAIL_MAX_ROWS": 500,  # rows a tail page keeps, and the most it catches up on
-    "TAIL_QUEUE_FRAMES": 100,  # frames queued per socket before the oldest are dropped
+    "TAIL_QUEUE_BYTES": 4 << 20,  # rows queued per socket (characters) before the oldest drop
     "TAIL_MAX_STREAMS": 100,  # streams one firehose follows
     "STATS_INTERVAL": 1.0,  # seconds between live count updates
     "ENTRY_PREVIEW_CHARS": 10_000,

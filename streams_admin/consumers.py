@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import weakref
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
 import redis
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.template.loader import render_to_string
 
-from streams_admin import conf, names, params
+from streams_admin import conf, html, names, params
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
-from streams_admin.tail import BLOCK_MS, Hub, Viewer
+from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer
 from streams_admin.values import Entry
 
-WINDOW = 4  # frames sent but not yet acknowledged by the page; then frames wait (and drop)
+WINDOW = 4  # messages sent but not yet acknowledged by the page; then frames wait (and drop)
+WINDOW_BYTES = 1 << 20  # ... or this many characters sent but not yet acknowledged
+MESSAGE_BYTES = 256 << 10  # a page that fell behind gets its queued frames in one message
 HEARTBEAT = 10.0  # seconds of silence before a ping, to keep proxies from closing the socket
 RESCAN = 5.0  # seconds between looks for new keys matching a firehose pattern
 
@@ -26,16 +29,19 @@ _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakK
 
 
 def render_row(key: bytes, entry: Entry) -> str:
-    context = {"key": key, "e": entry, "show_stream": True,
-               "preview_chars": conf.get("PREVIEW_CHARS")}
-    return render_to_string("streams_admin/_entry_row.html", context)
+    return html.entry_row(key, entry, conf.get("PREVIEW_CHARS"), show_stream=True)
+
+
+def encoded_row(key: bytes, entry: Entry) -> str:
+    """The row as a JSON string: encoded once per entry, then joined into every frame."""
+    return json.dumps(render_row(key, entry))
 
 
 def hub() -> Hub:
     """The running loop's hub (one per process under Daphne; one per test loop in tests)."""
     loop = asyncio.get_running_loop()
     if loop not in _hubs:
-        _hubs[loop] = Hub(lambda: async_client(BLOCK_MS / 1000), render_row)
+        _hubs[loop] = Hub(lambda: async_client(BLOCK_MS / 1000), encoded_row)
     return _hubs[loop]
 
 
@@ -45,11 +51,12 @@ def _staff(scope: dict[str, Any]) -> bool:
 
 
 class TailConsumer(AsyncJsonWebsocketConsumer):
-    """Sends {"type": "entries", seq, rows, last_id}, {"type": "skipped", count} and pings.
+    """Sends {"type": "entries", seq, rows, last_id, read}, {"type": "skipped", count}, pings.
 
-    The page acknowledges each entries frame ({"ack": seq}). The server never has more than
-    WINDOW frames in flight: a page that cannot keep up leaves frames in its bounded queue,
-    which drops the oldest, rather than in server or proxy buffers that would grow.
+    The page acknowledges each entries message ({"ack": seq}). The server never has more than
+    WINDOW messages or WINDOW_BYTES in flight: a page that cannot keep up leaves frames in its
+    bounded queue, which drops the oldest, rather than in server or proxy buffers that would
+    grow. A page that fell behind gets its queued frames in one message (up to MESSAGE_BYTES).
     """
 
     viewer: Viewer
@@ -66,18 +73,31 @@ class TailConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": str(exc)})
             await self.close(code=4400)
             return
-        self.viewer = Viewer(conf.get("TAIL_QUEUE_FRAMES"))
+        wanted = self.options.filter
+        self.viewer = Viewer(conf.get("TAIL_QUEUE_BYTES"), wanted.matches if wanted else None)
         self.keys: set[bytes] = set()
-        self.sent = self.acked = 0
+        self.sent = 0
+        self.in_flight: deque[tuple[int, int]] = deque()  # (seq, characters) not yet acked
+        self.in_flight_bytes = 0
         self.window = asyncio.Event()
         self.window.set()
         self.task = asyncio.create_task(self.run())
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.receive":
+            # Acks, many a second: skip Channels' per-message thread hop that closes stale
+            # database connections (this consumer never touches the database after connect).
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        if isinstance(content, dict) and isinstance(content.get("ack"), int):
-            self.acked = max(self.acked, min(content["ack"], self.sent))
-            if self.sent - self.acked < WINDOW:
-                self.window.set()
+        if not (isinstance(content, dict) and isinstance(content.get("ack"), int)):
+            return
+        while self.in_flight and self.in_flight[0][0] <= content["ack"]:
+            self.in_flight_bytes -= self.in_flight.popleft()[1]
+        if len(self.in_flight) < WINDOW and self.in_flight_bytes < WINDOW_BYTES:
+            self.window.set()
 
     async def disconnect(self, code: int) -> None:
         if self.task is None:
@@ -100,23 +120,23 @@ class TailConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": "Redis is not answering."})
             await self.close(code=4503)
             return
-        await self.send_entries_of(backlog)
+        await self.send_backlog(backlog)
         loop = asyncio.get_running_loop()
         rescanned = loop.time()
         while True:
             await self.window.wait()
             try:
-                skipped, frame = await asyncio.wait_for(self.viewer.get(), HEARTBEAT)
+                async with asyncio.timeout(HEARTBEAT):
+                    skipped, frames = await self.viewer.get(MESSAGE_BYTES)
             except TimeoutError:
                 await self.send_json({"type": "ping"})
             else:
                 if skipped:
                     await self.send_json({"type": "skipped", "count": skipped})
-                pairs = [(frame.key, e) for e in frame.entries]
-                await self.send_entries(pairs, list(frame.rows))
+                await self.send_frames(frames)
             if self.options.pattern and loop.time() - rescanned > RESCAN:
                 rescanned = loop.time()
-                await self.send_entries_of(await self.join_new_keys(since="0-0"))
+                await self.send_backlog(await self.join_new_keys(since="0-0"))
 
     async def join_new_keys(self, since: str | None) -> list[tuple[bytes, Entry]]:
         """Join every key not joined yet; returns their backlog after `since`, oldest first."""
@@ -141,19 +161,29 @@ class TailConsumer(AsyncJsonWebsocketConsumer):
                 break
         return found
 
-    async def send_entries_of(self, backlog: list[tuple[bytes, Entry]]) -> None:
-        await self.send_entries(backlog, [render_row(key, e) for key, e in backlog])
+    async def send_backlog(self, backlog: list[tuple[bytes, Entry]]) -> None:
+        if backlog:
+            entries = tuple(entry for _, entry in backlog)
+            rows = tuple(encoded_row(key, entry) for key, entry in backlog)
+            frame = Frame.of(rows, entries[-1].id, len(entries))
+            await self.send_frames([self.viewer.wants(frame, entries)])
 
-    async def send_entries(self, pairs: list[tuple[bytes, Entry]], rows: list[str]) -> None:
-        keep = [row for (_, entry), row in zip(pairs, rows, strict=True)
-                if self.options.filter.matches(entry)]
-        if not pairs:
-            return
+    async def send_frames(self, frames: list[Frame]) -> None:
+        """One entries message for frames (oldest first).
+
+        The rows are JSON strings already, so the message is joined, not encoded, per viewer;
+        it reads exactly as json.dumps would write it.
+        """
         self.sent += 1
-        if self.sent - self.acked >= WINDOW:
+        rows = ", ".join(frame.joined for frame in frames if frame.rows)
+        read = sum(frame.read for frame in frames)
+        text = (f'{{"type": "entries", "seq": {self.sent}, "rows": [{rows}], '
+                f'"last_id": {json.dumps(frames[-1].last_id)}, "read": {read}}}')
+        self.in_flight.append((self.sent, len(text)))
+        self.in_flight_bytes += len(text)
+        if len(self.in_flight) >= WINDOW or self.in_flight_bytes >= WINDOW_BYTES:
             self.window.clear()
-        await self.send_json({"type": "entries", "seq": self.sent, "rows": keep,
-                              "last_id": pairs[-1][1].id, "read": len(pairs)})
+        await self.send(text_data=text)
 
 
 class StatsConsumer(AsyncJsonWebsocketConsumer):

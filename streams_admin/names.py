@@ -53,12 +53,15 @@ class NameConverter:
         return to_token(value)
 
 
+_LINE_BREAKS_AND_TABS = str.maketrans("", "", "\n\r\t")
+
+
 def is_printable(raw: bytes) -> bool:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return all(ch.isprintable() or ch in "\n\r\t" for ch in text)
+    return text.isprintable() or text.translate(_LINE_BREAKS_AND_TABS).isprintable()
 
 
 def escape(raw: bytes) -> str:

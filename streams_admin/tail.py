@@ -1,8 +1,9 @@
 """Live tail: one XREAD reader per stream per process, shared by every viewer of it.
 
 XREAD, never XREADGROUP: watching must not create pending entries or touch any group.
-Each viewer has a bounded queue of frames; a slow one loses its oldest frames (and is told
-how many entries it skipped) instead of growing memory or delaying the others.
+Each entry is rendered once, for every viewer. Each viewer has a queue bounded in bytes; a
+slow one loses its oldest frames (and is told how many entries it skipped) instead of
+growing memory or delaying the others.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import redis
 import redis.asyncio
@@ -28,35 +30,74 @@ READ_COUNT = 1000
 
 @dataclass(frozen=True)
 class Frame:
-    """Entries of one stream read in one XREAD, each rendered once for every viewer."""
+    """New entries of one stream as rows ready to send, each rendered once for every viewer.
 
-    key: bytes
-    entries: tuple[Entry, ...]
-    rows: tuple[str, ...]
+    Strings only: the parsed entries are gone once a frame is made, so a queue holding
+    frames keeps little alive.
+    """
+
+    rows: tuple[str, ...]  # oldest first; a filtered viewer's frame holds only its matches
+    last_id: str  # the last entry read, shown or not
+    read: int  # entries read, shown or not
+    size: int = 0  # characters in rows
+
+    @classmethod
+    def of(cls, rows: tuple[str, ...], last_id: str, read: int) -> Frame:
+        return cls(rows, last_id, read, sum(map(len, rows)))
+
+    def only(self, entries: tuple[Entry, ...], keep: Callable[[Entry], bool]) -> Frame:
+        """This frame with just the rows of the entries `keep` lets through."""
+        rows = tuple(row for entry, row in zip(entries, self.rows, strict=True) if keep(entry))
+        return Frame.of(rows, self.last_id, self.read)
+
+    @cached_property
+    def joined(self) -> str:
+        """The rows comma-separated, built once however many viewers send them."""
+        return ", ".join(self.rows)
 
 
 class Viewer:
-    """One socket's bounded queue of frames."""
+    """One socket's filter and its queue of frames, bounded in bytes: when the queue is full
+    the oldest frames are dropped (and counted as skipped entries).
 
-    def __init__(self, max_frames: int) -> None:
+    Unfiltered viewers share their frames, so a queue mostly keeps them alive longer.
+    """
+
+    def __init__(self, max_bytes: int, keep: Callable[[Entry], bool] | None = None) -> None:
         self.frames: deque[Frame] = deque()
-        self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self.bytes = 0
         self.skipped = 0
         self._ready = asyncio.Event()
 
+    def wants(self, frame: Frame, entries: tuple[Entry, ...]) -> Frame:
+        """What this viewer gets of a frame made from `entries`."""
+        return frame if self.keep is None else frame.only(entries, self.keep)
+
     def put(self, frame: Frame) -> None:
-        if len(self.frames) >= self.max_frames:
-            self.skipped += len(self.frames.popleft().entries)
         self.frames.append(frame)
+        self.bytes += frame.size
+        while self.bytes > self.max_bytes and len(self.frames) > 1:
+            dropped = self.frames.popleft()
+            self.bytes -= dropped.size
+            self.skipped += dropped.read
         self._ready.set()
 
-    async def get(self) -> tuple[int, Frame]:
-        """The next frame, and how many entries were dropped before it."""
+    async def get(self, max_bytes: int) -> tuple[int, list[Frame]]:
+        """The oldest frames (at least one, then up to max_bytes), and how many entries were
+        dropped before them."""
         while not self.frames:
             self._ready.clear()
             await self._ready.wait()
+        frames = [self.frames.popleft()]
+        size = frames[0].size
+        while self.frames and size + self.frames[0].size <= max_bytes:
+            frames.append(self.frames.popleft())
+            size += frames[-1].size
+        self.bytes -= size
         skipped, self.skipped = self.skipped, 0
-        return skipped, self.frames.popleft()
+        return skipped, frames
 
 
 @dataclass
@@ -73,6 +114,7 @@ class Hub:
 
     def __init__(self, connect: Callable[[], redis.asyncio.Redis],
                  render: Callable[[bytes, Entry], str]) -> None:
+        """render: an entry's row as the sockets send it (called once per entry read)."""
         self.connect = connect
         self.render = render
         self.readers: dict[bytes, Reader] = {}
@@ -150,8 +192,8 @@ class Hub:
                 (_, items), = reply.items() if isinstance(reply, dict) else reply
                 entries = tuple(parse_entry(item) for item in items)
                 reader.last_id = entries[-1].id
-                frame = Frame(reader.key, entries,
-                              tuple(self.render(reader.key, e) for e in entries))
+                rows = tuple(self.render(reader.key, e) for e in entries)
+                frame = Frame.of(rows, reader.last_id, len(entries))
                 for viewer in list(reader.viewers):
-                    viewer.put(frame)
+                    viewer.put(viewer.wants(frame, entries))
                 await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))

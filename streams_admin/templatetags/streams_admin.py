@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 from django import template
 from django.http import QueryDict
+from django.utils.safestring import SafeString, mark_safe
 
-from streams_admin import names
+from streams_admin import html, names
 from streams_admin.values import Entry, Value, human_duration
 
 register = template.Library()
@@ -73,3 +74,23 @@ def field(entry: Entry, name: str) -> Value | None:
     """The first field of that name (the bus's dead-letter metadata, say), or None."""
     wanted = name.encode()
     return next((value for key, value in entry.fields if key.raw == wanted), None)
+
+
+# Entries are written by streams_admin.html (shared with the live tail, which needs the speed);
+# it escapes everything that comes from Redis.
+
+
+@register.simple_tag
+def entry_row(key: bytes, entry: Entry, limit: int, select: bool = False) -> SafeString:
+    return mark_safe(html.entry_row(key, entry, int(limit), select=select))  # noqa: S308
+
+
+@register.simple_tag
+def show_value(v: Value, limit: int, full: bool = False) -> SafeString:
+    return mark_safe(html.value(v, int(limit), full=full))  # noqa: S308
+
+
+@register.simple_tag
+def show_fields(pairs: tuple[tuple[Value, Value], ...], limit: int,
+                full: bool = False) -> SafeString:
+    return mark_safe(html.fields(pairs, int(limit), full=full))  # noqa: S308

@@ -20,7 +20,7 @@ Per run it reports:
   host) over the publishing window, and the client process's event-loop lag, to show
   whether the clients (or a neighbour) rather than Daphne were the bottleneck.
 - Whether the stream's reader stops once every viewer has left (XREADs in the 2 s after).
-- Before the runs, the CPU cost per row of rendering it and of encoding it for one viewer,
+- Before the runs, the CPU cost per row of rendering it (once) and of sending it to one viewer,
   measured alone: the ceiling one Daphne process can reach, whatever the sockets do.
 
 Needs `websockets` (the client library) on top of requirements.txt.
@@ -66,7 +66,7 @@ TICK = 0.010  # publisher batch interval
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # Parsing the server's frames without json.loads (50 viewers x ~1 MB/s each would make the
-# client process the bottleneck). send_json writes json.dumps' default separators.
+# client process the bottleneck). The server writes json.dumps' default separators.
 HEAD_RE = re.compile(rb'^\{"type": "(\w+)"(?:, "seq": (\d+))?(?:, "count": (\d+))?')
 TAIL_RE = re.compile(rb'"last_id": "(\d+-\d+)", "read": (\d+)\}$')
 ID_RE = re.compile(rb'data-id=\\"(\d+)-(\d+)\\"')
@@ -444,12 +444,14 @@ class Bench:
                        check=True, capture_output=True, timeout=120)
 
     def render_cost(self) -> tuple[float, float]:
-        """ms of CPU per row: to render it (once per entry, streams_admin.consumers.render_row)
-        and to encode it in a frame for one viewer (json.dumps as send_json does, then UTF-8 as
-        Daphne does; once per entry and viewer)."""
+        """ms of CPU per row: to render it and encode it as JSON (once per entry,
+        streams_admin.consumers.encoded_row), and to put it in one viewer's message (the
+        message text around the frame's rows, joined once per frame, then UTF-8 as Daphne does;
+        once per entry and viewer)."""
         code = (
             "import django, json, time, uuid; django.setup()\n"
-            "from streams_admin.consumers import render_row\n"
+            "from streams_admin.consumers import encoded_row\n"
+            "from streams_admin.tail import Frame\n"
             "from streams_admin.values import parse_entry\n"
             "def item(i):\n"
             "    return [f'{1764000000000 + i}-0'.encode(),"
@@ -458,14 +460,16 @@ class Bench:
             " b'data', json.dumps({'n': i, 'source': 'bench/tail.py'}).encode(),"
             " b'published_at', f'{time.time():.6f}'.encode()]]\n"
             "items = [item(i) for i in range(2000)]\n"
-            "render_row(b'bench:tail', parse_entry(items[0]))\n"
+            "encoded_row(b'bench:tail', parse_entry(items[0]))\n"
             "t = time.perf_counter()\n"
-            "rows = [render_row(b'bench:tail', parse_entry(it)) for it in items]\n"
+            "rows = [encoded_row(b'bench:tail', parse_entry(it)) for it in items]\n"
             "render = (time.perf_counter() - t) / len(items) * 1000\n"
+            "frames = [Frame.of(tuple(rows[i:i + 100]), '1-0', 100)"
+            " for i in range(0, len(rows), 100)]\n"
             "t = time.perf_counter()\n"
-            "for i in range(0, len(rows), 100):\n"
-            "    json.dumps({'type': 'entries', 'seq': 1, 'rows': rows[i:i + 100],"
-            " 'last_id': '1-0', 'read': 100}).encode()\n"
+            "for seq, frame in enumerate(frames):\n"
+            "    (f'{{\"type\": \"entries\", \"seq\": {seq}, \"rows\": [{frame.joined}], '"
+            " f'\"last_id\": \"1-0\", \"read\": 100}}').encode()\n"
             "print(render, (time.perf_counter() - t) / len(items) * 1000)\n"
         )
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=self.env, check=True,
@@ -698,8 +702,8 @@ def report(bench: Bench, runs: list[Run], costs: tuple[float, float], total: flo
           f"left out), one Daphne process per run, {os.cpu_count()} cores; "
           f"drain ≤ {args.drain:g} s")
     render_ms, send_ms = costs
-    print(f"CPU per row, measured alone before the runs: render_row {render_ms:.3f} ms (once per "
-          f"entry), JSON+UTF-8 encoding {send_ms:.4f} ms (once per entry and viewer).")
+    print(f"CPU per row, measured alone before the runs: render + JSON {render_ms:.3f} ms (once "
+          f"per entry), message + UTF-8 {send_ms:.4f} ms (once per entry and viewer).")
     for viewers in sorted({run.normal + run.stalled for run in runs}):
         per_row = render_ms + viewers * send_ms
         print(f"  {viewers:>3} viewers: {per_row:.3f} ms/row = at most {1000 / per_row:,.0f} "

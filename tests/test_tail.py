@@ -174,6 +174,42 @@ async def test_a_slow_client_gets_a_skipped_marker_and_a_fast_one_everything(r, 
     await slow.disconnect()
 
 
+async def test_a_page_that_fell_behind_catches_up_in_one_message(r, staff) -> None:
+    slow = await open_tail(staff, "key=s")
+    await asyncio.sleep(0.2)
+    written = []
+    for n in range(12):
+        written.append(r.xadd("s", {"n": str(n)}).decode())
+        await asyncio.sleep(0.08)  # one frame each
+    unacked = []
+    while not await slow.receive_nothing(timeout=0.5):
+        unacked.append(await slow.receive_json_from())
+    assert len(unacked) == consumers.WINDOW
+    await slow.send_json_to({"ack": unacked[-1]["seq"]})
+    rest = await drain(slow)
+    assert len(rest) == 1 and rest[0]["read"] == 12 - consumers.WINDOW  # nothing skipped
+    received = [m["rows"][0].split('data-id="')[1].split('"')[0] for m in unacked]
+    received += [row.split('data-id="')[1].split('"')[0] for row in rest[0]["rows"]]
+    assert received == written
+    await slow.disconnect()
+
+
+async def test_filtered_and_unfiltered_viewers_share_the_reader(r: redis.Redis, staff) -> None:
+    everything = await open_tail(staff, "key=s")
+    needles = await open_tail(staff, "key=s&q=needle")
+    await asyncio.sleep(0.2)
+    assert len(consumers.hub().readers) == 1
+    ids = [r.xadd("s", {"a": text}).decode() for text in ("hay", "needle", "hay")]
+    assert await receive_ids(everything, 3) == ids
+    filtered = await drain(needles)
+    rows = [row for m in filtered for row in m["rows"]]
+    assert len(rows) == 1 and f'data-id="{ids[1]}"' in rows[0]
+    assert sum(m["read"] for m in filtered) == 3  # it read past what it did not show,
+    assert filtered[-1]["last_id"] == ids[-1]  # so a reconnect resumes after the last one
+    await everything.disconnect()
+    await needles.disconnect()
+
+
 async def test_unauthenticated_and_non_staff_sockets_are_refused(r, django_user_model) -> None:
     anonymous = WebsocketCommunicator(TailConsumer.as_asgi(), "/ws/tail/?key=s")
     assert (await anonymous.connect())[0] is False

@@ -8,6 +8,7 @@ Everything from Redis passes through `_e` (HTML-escaped, quotes included).
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from html import escape
 
@@ -22,8 +23,12 @@ HEX_LIMIT = 4096
 PRETTY_LIMIT = 65536  # bigger JSON data is only pretty-printed on the entry page
 
 
+_SPECIAL = re.compile("[&<>\"']")
+
+
 def _e(text: str) -> str:
-    return escape(text, quote=True)
+    """HTML-escaped, quotes included (most text has nothing to escape: checked first, fast)."""
+    return escape(text, quote=True) if _SPECIAL.search(text) else text
 
 
 @lru_cache(maxsize=4096)
@@ -33,11 +38,6 @@ def _stream_url(key: bytes, prefix: str) -> str:
 
 def stream_url(key: bytes) -> str:
     return _stream_url(key, get_script_prefix())
-
-
-def entry_url(key: bytes, entry_id: str) -> str:
-    # streams_admin/urls.py: the entry page is the stream's URL + "entries/<id>/"
-    return f"{stream_url(key)}entries/{entry_id}/"
 
 
 def value(v: Value, limit: int, url: str = "", full: bool = False) -> str:
@@ -71,17 +71,18 @@ def fields(pairs: tuple[tuple[Value, Value], ...], limit: int, url: str = "",
 def entry_row(key: bytes, e: Entry, limit: int, *, select: bool = False,
               show_stream: bool = False) -> str:
     """One <tr> of an entries table: [checkbox] [stream] ID, time, event, data / fields."""
-    url = entry_url(key, e.id)
+    base = stream_url(key)
+    url = f"{base}entries/{e.id}/"  # as streams_admin/urls.py has it
     eid = _e(e.id)  # Redis only makes digits-digits, but a reply is still untrusted
     cells = []
     if select:
         cells.append(f'<td class="sel"><input type="checkbox" name="ids" value="{eid}" '
                      f'aria-label="select {eid}" form="entries-form"></td>')
     if show_stream:
-        cells.append(f'<td class="key small"><a href="{_e(stream_url(key))}">'
+        cells.append(f'<td class="key small"><a href="{_e(base)}">'
                      f'{_e(names.show(key))}</a></td>')
     moment = e.time
-    when = moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if moment else "n/a"
+    when = moment.isoformat(" ", "milliseconds")[:23] if moment else "n/a"
     cells.append(f'<td class="id"><a href="{_e(url)}">{eid}</a></td>'
                  f'<td class="nowrap small">{when}</td>')
     env = e.envelope

@@ -92,6 +92,21 @@ class Value:
         return names.to_token(self.raw)
 
 
+_FLAT_ITEMS_ON_LINES = json.JSONEncoder(ensure_ascii=False, separators=(",\n  ", ": "))
+
+
+def pretty_json(data: object) -> str:
+    """json.dumps(data, indent=2), several times faster for a flat object or array (the usual
+    event data): indent= makes json use its pure-Python encoder, separators= keeps the C one,
+    and a JSON string never holds a raw newline, so the separator can only land between items.
+    """
+    items = data.values() if isinstance(data, dict) else data if isinstance(data, list) else None
+    if not items or any(isinstance(item, dict | list) for item in items):
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    text = _FLAT_ITEMS_ON_LINES.encode(data)
+    return f"{text[0]}\n  {text[1:-1]}\n{text[-1]}"
+
+
 @dataclass(frozen=True)
 class Envelope:
     """The spec's event envelope: event_id, event_type, timestamp and JSON data."""
@@ -107,7 +122,7 @@ class Envelope:
     def pretty_data(self) -> str:
         if not self.data_is_json:
             return self.data.text
-        return json.dumps(self.data_json, indent=2, ensure_ascii=False, sort_keys=False)
+        return pretty_json(self.data_json)
 
     @property
     def response_stream(self) -> str | None:

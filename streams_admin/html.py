@@ -32,7 +32,7 @@ def _e(text: str) -> str:
 
 
 @lru_cache(maxsize=4096)
-def _stream_url(key: bytes, prefix: str) -> str:
+def _stream_url(key: bytes, prefix: str) -> str:  # prefix: part of the cache key only
     return reverse("streams_admin:stream", args=[key])
 
 

@@ -50,7 +50,19 @@ def _staff(scope: dict[str, Any]) -> bool:
     return bool(user and user.is_active and user.is_staff)
 
 
-class TailConsumer(AsyncJsonWebsocketConsumer):
+class JsonConsumer(AsyncJsonWebsocketConsumer):
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
+                      **kwargs: Any) -> None:
+        """A page's message that is not JSON text (junk, binary) is ignored: Channels' own
+        receive would raise, and the socket would end."""
+        try:
+            content = json.loads(text_data or "")
+        except ValueError:
+            return
+        await self.receive_json(content)
+
+
+class TailConsumer(JsonConsumer):
     """Sends {"type": "entries", seq, rows, last_id, read}, {"type": "skipped", count}, pings.
 
     The page acknowledges each entries message ({"ack": seq}). The server never has more than
@@ -186,7 +198,7 @@ class TailConsumer(AsyncJsonWebsocketConsumer):
         await self.send(text_data=text)
 
 
-class StatsConsumer(AsyncJsonWebsocketConsumer):
+class StatsConsumer(JsonConsumer):
     """Every second: length, pending, lag and rate for the streams a page shows."""
 
     task: asyncio.Task[None] | None = None

@@ -194,6 +194,17 @@ async def test_a_page_that_fell_behind_catches_up_in_one_message(r, staff) -> No
     await slow.disconnect()
 
 
+async def test_junk_from_the_page_is_ignored_and_the_tail_goes_on(r: redis.Redis, staff) -> None:
+    tail = await open_tail(staff, "key=s")
+    await asyncio.sleep(0.2)
+    for junk in ("not json", "{", '"ack"', '{"ack": "1"}', "[]", "null"):
+        await tail.send_to(text_data=junk)
+    await tail.send_to(bytes_data=b"\xff\x00binary")
+    ids = [r.xadd("s", {"n": str(n)}).decode() for n in range(3)]
+    assert await receive_ids(tail, 3) == ids
+    await tail.disconnect()
+
+
 async def test_filtered_and_unfiltered_viewers_share_the_reader(r: redis.Redis, staff) -> None:
     everything = await open_tail(staff, "key=s")
     needles = await open_tail(staff, "key=s&q=needle")
@@ -255,6 +266,8 @@ async def test_stats_report_counts_and_rate(r: redis.Redis, staff) -> None:
     assert first["streams"]["s"]["groups"]["g"]["lag"] == 1
     for n in range(5):
         r.xadd("s", {"n": str(n)})
+    await stats.send_to(text_data="not json")  # ignored: the counts go on
+    await stats.send_to(bytes_data=b"\xff")
     second = await stats.receive_json_from(timeout=3)
     assert second["streams"]["s"]["length"] == 6 and second["streams"]["s"]["rate"] > 0
     await stats.disconnect()

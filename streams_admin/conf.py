@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 
 DEFAULTS: dict[str, Any] = {
-    "KEY_PATTERN": "*",  # only streams whose key matches are shown
+    "KEY_PATTERN": "*",  # the streams the dashboard covers: others are never shown or changed
     "SOCKET_TIMEOUT": 2.0,  # seconds; a slow Redis gives the banner, not a hang
     "CONNECT_TIMEOUT": 1.0,
     "PAGE_SIZE": 50,

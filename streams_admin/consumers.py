@@ -168,6 +168,8 @@ class TailConsumer(JsonConsumer):
         limit = conf.get("TAIL_MAX_STREAMS")
         async for key in hub().redis.scan_iter(match=self.options.pattern, count=1000,
                                                _type="stream"):
+            if not names.in_scope(key):
+                continue
             found.append(key)
             if len(found) >= limit:
                 break
@@ -209,7 +211,8 @@ class StatsConsumer(JsonConsumer):
             return
         q = parse_qs(self.scope["query_string"].decode("latin-1"))
         try:
-            self.keys = [params.name(token) for token in q.get("key", [])][:200]
+            self.keys = [key for key in map(params.name, q.get("key", []))
+                         if key is not None and names.in_scope(key)][:200]
         except params.BadParam:
             await self.close(code=4400)
             return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from streams_admin import params
+from streams_admin import names, params
 from streams_admin.values import Entry, parse_time
 
 MAX_SEQ = 18446744073709551615
@@ -64,6 +64,8 @@ class TailOptions:
         pattern = q.get("pattern", "").strip()
         if key is None and not pattern:
             raise params.BadParam("Say which stream to tail (key) or which keys (pattern).")
+        if key is not None and not names.in_scope(key):
+            raise params.BadParam(names.out_of_scope(key))
         return cls(
             keys=(key,) if key is not None else (),
             pattern="" if key is not None else pattern,

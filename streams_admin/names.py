@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+from functools import lru_cache
+
+from streams_admin import conf
 
 _UNSAFE = {".", ".."}
 
@@ -51,6 +55,58 @@ class NameConverter:
 
     def to_url(self, value: bytes) -> str:
         return to_token(value)
+
+
+@lru_cache(maxsize=64)
+def glob(pattern: str) -> re.Pattern[bytes]:
+    """A Redis glob (as SCAN MATCH reads it) as a regex over bytes: * ? [abc] [^a-z] \\x."""
+    p = pattern.encode("utf-8")
+    out: list[bytes] = []
+    i = 0
+    while i < len(p):
+        c = p[i:i + 1]
+        if c == b"*":
+            out.append(b".*")
+        elif c == b"?":
+            out.append(b".")
+        elif c == b"[":
+            i += 1
+            negate = p[i:i + 1] == b"^"
+            i += negate
+            items: list[bytes] = []
+            while i < len(p) and p[i:i + 1] != b"]":
+                if p[i:i + 1] == b"\\" and i + 1 < len(p):
+                    i += 1
+                    items.append(re.escape(p[i:i + 1]))
+                elif p[i + 1:i + 2] == b"-" and i + 2 < len(p):
+                    low, high = sorted((p[i], p[i + 2]))
+                    items.append(re.escape(bytes([low])) + b"-" + re.escape(bytes([high])))
+                    i += 2
+                else:
+                    items.append(re.escape(p[i:i + 1]))
+                i += 1
+            if items:
+                out.append((b"[^" if negate else b"[") + b"".join(items) + b"]")
+            else:  # "[]" matches nothing, "[^]" any one byte
+                out.append(b"." if negate else b"(?!)")
+        elif c == b"\\" and i + 1 < len(p):
+            i += 1
+            out.append(re.escape(p[i:i + 1]))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile(b"".join(out) + rb"\Z", re.DOTALL)
+
+
+def in_scope(key: bytes) -> bool:
+    """Is this stream one the dashboard shows (settings KEY_PATTERN)?"""
+    pattern = conf.get("KEY_PATTERN")
+    return pattern == "*" or glob(pattern).match(key) is not None
+
+
+def out_of_scope(key: bytes) -> str:
+    return (f"{show(key)} is not among the streams this dashboard shows (keys matching "
+            f"{conf.get('KEY_PATTERN')}, set by STREAMS_ADMIN_KEY_PATTERN).")
 
 
 _LINE_BREAKS_AND_TABS = str.maketrans("", "", "\n\r\t")

@@ -25,10 +25,13 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Staff login required, never cached; a missing stream, group or entry is a 404 page."""
+    """Staff login required, never cached; a missing stream, group or entry is a 404 page,
+    and so is a stream outside the keys the dashboard shows (KEY_PATTERN)."""
 
     @wraps(view)
     def wrapper(request: HtmxHttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if "key" in kwargs and not names.in_scope(kwargs["key"]):
+            raise Http404(names.out_of_scope(kwargs["key"]))
         try:
             return view(request, *args, **kwargs)
         except streams.NotFound as exc:
@@ -176,7 +179,10 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     pattern = conf.get("BUS_PREFIX") + "deadletter:*"
     keys, _ = streams.scan_streams(pattern, conf.get("MAX_STREAMS"))
     queues = [info for info in streams.stream_infos(sorted(keys), server) if info is not None]
+    queues = [info for info in queues if names.in_scope(info.key)]
     key = params.name(request.GET.get("key")) or (queues[0].key if queues else None)
+    if key is not None and not names.in_scope(key):
+        raise Http404(names.out_of_scope(key))
     size = params.page_size(request.GET)
     page = None
     if key is not None:

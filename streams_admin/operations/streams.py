@@ -149,6 +149,8 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
     def work() -> Outcome:
         if not event_type.strip():
             raise ActionError("Give an event type, like task.created.")
+        if not names.in_scope(key):
+            raise ActionError(f"Not published: {names.out_of_scope(key)}")
         try:
             payload = json.loads(data or "null")
         except ValueError as exc:

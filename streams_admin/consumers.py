@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from streams_admin import conf, html, names, params
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
+from streams_admin.streams import true_lag
 from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer
 from streams_admin.values import Entry
 
@@ -252,12 +253,16 @@ class StatsConsumer(JsonConsumer):
             added = info.get("entries-added", info["length"])
             then, before = previous.get(key, (now, added))
             previous[key] = (now, added)
+            first = info.get("first-entry")
+            first_id = first[0].decode() if first else None
             out[names.to_token(key)] = {
                 "length": info["length"],
                 "pending": sum(g["pending"] for g in groups),
                 "rate": round((added - before) / (now - then), 1) if now > then else None,
                 "groups": {names.to_token(g["name"]): {
-                    "pending": g["pending"], "lag": g.get("lag"),
+                    "pending": g["pending"],
+                    "lag": true_lag(g.get("lag"), g["last-delivered-id"].decode(), first_id,
+                                    info["length"])[0],
                     "entries_read": g.get("entries-read"),
                     "last_delivered_id": g["last-delivered-id"].decode(),
                 } for g in groups},

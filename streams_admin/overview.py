@@ -83,13 +83,14 @@ def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[Stream
 
 
 def _summary(key: bytes, row: list, server: Server) -> StreamInfo:
-    length, last, groups = row
+    length, last, groups, first = row
+    first_id = text_id(first or None)
     return StreamInfo(
-        key=key, length=length, first_id=None, last_id=text_id(last or None),
+        key=key, length=length, first_id=first_id, last_id=text_id(last or None),
         entries_added=None, max_deleted_entry_id=None, recorded_first_entry_id=None,
         groups=tuple(group_from({"name": g[0], "consumers": g[1], "pending": g[2],
-                             "last-delivered-id": g[3], "entries-read": g[4], "lag": g[5]},
-                            server)
+                                 "last-delivered-id": g[3], "entries-read": g[4],
+                                 "lag": g[5]}, server, first_id, length)
                      for g in groups),
     )
 

@@ -35,6 +35,7 @@ class Group:
     entries_read: int | None
     lag: int | None
     lag_note: str  # why lag is None
+    trimmed_unread: int = 0  # entries trimmed away before this group read them: never delivered
 
     @property
     def last_delivered_time(self) -> datetime | None:
@@ -82,31 +83,55 @@ def server() -> Server:
     return server_from_info(client().info())
 
 
-def group_from(raw: dict, server: Server) -> Group:
-    lag = raw.get("lag")
+def _id_key(entry_id: str) -> tuple[int, ...]:
+    return tuple(map(int, entry_id.split("-")))
+
+
+def true_lag(lag: int | None, last_delivered_id: str, first_id: str | None,
+             length: int) -> tuple[int | None, int]:
+    """(lag, entries trimmed before the group read them).
+
+    Redis's lag is entries-added - entries-read, so entries trimmed before the group got to
+    them still count, though they will never be delivered. When the group's position is before
+    the stream's first entry, it will get exactly the `length` entries left; the rest are lost
+    to it."""
+    if lag is None or not (first_id is None or _id_key(last_delivered_id) < _id_key(first_id)):
+        return lag, 0
+    return length, max(0, lag - length)
+
+
+def group_from(raw: dict, server: Server, first_id: str | None = None,
+               length: int | None = None) -> Group:
+    last_delivered = text_id(raw["last-delivered-id"]) or "0-0"
+    lag, trimmed = raw.get("lag"), 0
+    if length is not None:
+        lag, trimmed = true_lag(lag, last_delivered, first_id, length)
     note = "" if lag is not None else (LAG_UNKNOWN if server.has_lag else LAG_NOT_SUPPORTED)
     return Group(
         name=raw["name"],
         consumers=int(raw["consumers"]),
         pending=int(raw["pending"]),
-        last_delivered_id=text_id(raw["last-delivered-id"]) or "0-0",
+        last_delivered_id=last_delivered,
         entries_read=raw.get("entries-read"),
         lag=lag,
         lag_note=note,
+        trimmed_unread=trimmed,
     )
 
 
 def _stream(key: bytes, info: dict, groups: list[dict], server: Server) -> StreamInfo:
     first = info.get("first-entry")
+    first_id = text_id(first[0]) if first else None
+    length = int(info["length"])
     return StreamInfo(
         key=key,
-        length=int(info["length"]),
-        first_id=text_id(first[0]) if first else None,
+        length=length,
+        first_id=first_id,
         last_id=text_id(info.get("last-generated-id")),
         entries_added=info.get("entries-added"),
         max_deleted_entry_id=text_id(info.get("max-deleted-entry-id")),
         recorded_first_entry_id=text_id(info.get("recorded-first-entry-id")),
-        groups=tuple(group_from(g, server) for g in groups),
+        groups=tuple(group_from(g, server, first_id, length) for g in groups),
     )
 
 

@@ -1,6 +1,7 @@
 -- For each key: {length, last-generated-id or false, {{name, consumers, pending,
--- last-delivered-id, entries-read or false, lag or false}, ...}}, or false when the key is
--- gone or no longer a stream. Read-only; one reply instead of two per stream.
+-- last-delivered-id, entries-read or false, lag or false}, ...}, first entry ID or false (only
+-- asked when there are groups: their lag needs it)}, or false when the key is gone or no
+-- longer a stream. Read-only; one reply instead of two per stream.
 local with_last = ARGV[1] == "1"
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -23,7 +24,11 @@ for i, key in ipairs(KEYS) do
       rows[j] = {f["name"], f["consumers"], f["pending"], f["last-delivered-id"],
                  f["entries-read"] or false, f["lag"] or false}
     end
-    out[i] = {length, last, rows}
+    local first = false
+    if #rows > 0 and length > 0 then
+      first = redis.call("XRANGE", key, "-", "+", "COUNT", 1)[1][1]
+    end
+    out[i] = {length, last, rows, first}
   end
 end
 return out

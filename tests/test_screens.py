@@ -183,6 +183,29 @@ def test_lag_unknown_is_explained(viewer_client, r: redis.Redis) -> None:
     assert "unknown" in page and "Redis cannot count it" in page
 
 
+def test_lag_counts_what_a_group_can_still_get_after_a_trim(viewer_client, r, settings) -> None:
+    for n in range(10):
+        r.xadd("t", {"n": str(n)})
+    r.xgroup_create("t", "behind", id="0")
+    r.xgroup_create("t", "ahead", id="0")
+    r.xreadgroup("behind", "c", {"t": ">"}, count=2)
+    r.xreadgroup("ahead", "c", {"t": ">"}, count=7)
+    r.xtrim("t", maxlen=5, approximate=False)  # entries 2-4 go before "behind" read them
+    assert {g["name"]: g["lag"] for g in r.xinfo_groups("t")} == {b"behind": 8, b"ahead": 3}
+    settings.STREAMS_ADMIN = {"LAG_THRESHOLD": 6}  # Redis's 8 would be flagged; 5 is not
+    overview = viewer_client.get("/").content
+    assert table(overview)[0][5] == "5"
+    assert "entries not yet delivered</span>" not in overview.decode()
+    groups = {row[0]: row for row in table(viewer_client.get("/streams/t/").content)}
+    assert groups["behind"][5] == "5 3 trimmed unread" and groups["ahead"][5] == "3"
+    page = viewer_client.get(reverse("streams_admin:group", args=[b"t", b"behind"])).content
+    assert "3 trimmed unread" in page.decode() and "it will never get them" in page.decode()
+    r.xtrim("t", maxlen=0, approximate=False)
+    groups = {row[0]: row for row in table(viewer_client.get("/streams/t/").content)}
+    assert groups["behind"][5] == "0 8 trimmed unread"
+    assert groups["ahead"][5] == "0 3 trimmed unread"
+
+
 @pytest.mark.parametrize("url", ["/", "/streams/nope/", "/streams/nope/groups/g/",
                                  "/streams/nope/entries/1-0/"])
 def test_login_required_everywhere(client, r: redis.Redis, url: str) -> None:

@@ -271,3 +271,18 @@ async def test_stats_report_counts_and_rate(r: redis.Redis, staff) -> None:
     second = await stats.receive_json_from(timeout=3)
     assert second["streams"]["s"]["length"] == 6 and second["streams"]["s"]["rate"] > 0
     await stats.disconnect()
+
+
+async def test_stats_lag_leaves_out_entries_trimmed_before_the_group_read_them(r, staff) -> None:
+    for n in range(10):
+        r.xadd("s", {"n": str(n)})
+    r.xgroup_create("s", "g", id="0")
+    r.xreadgroup("g", "c", {"s": ">"}, count=2)
+    r.xtrim("s", maxlen=5, approximate=False)
+    assert r.xinfo_groups("s")[0]["lag"] == 8  # Redis counts the 3 it will never deliver
+    stats = WebsocketCommunicator(StatsConsumer.as_asgi(), "/ws/stats/?key=s")
+    stats.scope["user"] = staff
+    assert (await stats.connect())[0]
+    counts = await stats.receive_json_from(timeout=3)
+    assert counts["streams"]["s"]["groups"]["g"]["lag"] == 5
+    await stats.disconnect()

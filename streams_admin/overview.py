@@ -36,6 +36,7 @@ class Problem:
     group: bytes
     consumer: bytes | None
     detail: str
+    entry_id: str | None = None  # poison: the entry, linked before the detail
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def _poison(key: bytes, group: bytes, oldest: Any) -> list[Problem]:
     limit = conf.get("POISON_DELIVERIES")
     return [
         Problem("poison", key, group, row["consumer"],
-                f"{row['message_id'].decode()} delivered {row['times_delivered']} times")
+                f"delivered {row['times_delivered']} times", row["message_id"].decode())
         for row in oldest
         if row["times_delivered"] >= limit
     ]

@@ -70,7 +70,9 @@ def test_overview_health_summary_names_the_problems(viewer_client, r, settings) 
     r.xclaim("jobs", "slow", "c1", 0, [stuck], retrycount=4)
     page = viewer_client.get("/").content.decode()
     assert "9 entries not yet delivered" in page
-    assert f"{stuck.decode()} delivered 4 times" in page
+    entry_url = reverse("streams_admin:entry", args=[b"jobs", stuck.decode()])
+    assert link(page, stuck.decode()) == entry_url  # the poison entry, one click away
+    assert "delivered 4 times" in page
 
 
 def test_stream_page_lists_entries_newest_first_with_envelope(viewer_client, scenario) -> None:

@@ -11,6 +11,7 @@
   const pausedBadge = document.getElementById("tail-paused");
   const count = document.getElementById("tail-count");
   const rate = document.getElementById("tail-rate");
+  const empty = document.getElementById("tail-empty");
   let lastId = null, paused = false, held = [], heldCount = 0, retry = 500, socket = null;
   const arrivals = [];  // [time, entries read] over the last 5 s
 
@@ -19,7 +20,12 @@
     template.innerHTML = html;
     body.prepend(template.content);
     while (body.rows.length > maxRows) body.deleteRow(body.rows.length - 1);
+    counted();
+  }
+
+  function counted() {
     count.textContent = body.rows.length;
+    empty.hidden = body.rows.length > 0;
   }
 
   function marker(text) {
@@ -83,7 +89,7 @@
     if (!paused) { show(held); held = []; heldCount = 0; }
   });
   document.getElementById("tail-clear").addEventListener("click", () => {
-    body.replaceChildren(); held = []; heldCount = 0; count.textContent = "0";
+    body.replaceChildren(); held = []; heldCount = 0; counted();
   });
   setInterval(() => {
     const now = Date.now();

@@ -23,6 +23,7 @@ def test_tail_shows_new_entries_and_pauses(page, dashboard, redis_client: redis.
     page.goto(f"/streams/{to_token(b'orders')}/")
     page.get_by_role("link", name="Live tail").click()
     expect(page.locator("#tail-state")).to_have_text("live")
+    expect(page.locator("#tail-empty")).to_contain_text("Waiting for new entries")
 
     published = time.monotonic()
     entry_id = redis_client.xadd("orders", {"event_id": "e1", "event_type": "order.paid",
@@ -33,6 +34,7 @@ def test_tail_shows_new_entries_and_pauses(page, dashboard, redis_client: redis.
     assert time.monotonic() - published < 1.0
     expect(row).to_contain_text("order.paid")
     expect(page.locator("#tail-rows tr")).to_have_count(1)  # started after the page's newest
+    expect(page.locator("#tail-empty")).to_be_hidden()
 
     page.get_by_role("button", name="Pause").click()
     held = [redis_client.xadd("orders", {"n": str(n)}).decode() for n in range(3)]

@@ -16,6 +16,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_STREAMS": 50_000,  # SCAN stops here; the overview says so
     "SCAN_COUNT": 1000,
     "LAG_THRESHOLD": 100,  # a group with more undelivered entries is "lagging"
+    # A stream or group page counts, up to this many, the entries after a group's
+    # last-delivered ID when Redis cannot give its lag (deletions past it, or Redis < 7).
+    "LAG_COUNT_LIMIT": 1000,
     # A consumer idle longer while holding entries is flagged: a live one reads (and so resets
     # its idle time) every few seconds even when there is nothing new.
     "IDLE_THRESHOLD_MS": 60 * 1000,

@@ -16,7 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from streams_admin import conf, html, names, params
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
-from streams_admin.streams import true_lag
+from streams_admin.streams import COUNT_AFTER, counted, true_lag
 from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer
 from streams_admin.values import Entry
 
@@ -255,16 +255,37 @@ class StatsConsumer(JsonConsumer):
             previous[key] = (now, added)
             first = info.get("first-entry")
             first_id = first[0].decode() if first else None
+            lags = {g["name"]: true_lag(g.get("lag"), g["last-delivered-id"].decode(), first_id,
+                                        info["length"])[0] for g in groups}
+            at_least: set[bytes] = set()
+            if len(self.keys) == 1:  # a stream or group page: count what Redis cannot, as it does
+                at_least = await self.count_lags(client, key, groups, lags)
             out[names.to_token(key)] = {
                 "length": info["length"],
                 "pending": sum(g["pending"] for g in groups),
                 "rate": round((added - before) / (now - then), 1) if now > then else None,
                 "groups": {names.to_token(g["name"]): {
                     "pending": g["pending"],
-                    "lag": true_lag(g.get("lag"), g["last-delivered-id"].decode(), first_id,
-                                    info["length"])[0],
+                    "lag": lags[g["name"]],
+                    "lag_at_least": g["name"] in at_least,
                     "entries_read": g.get("entries-read"),
                     "last_delivered_id": g["last-delivered-id"].decode(),
                 } for g in groups},
             }
         return out
+
+    @staticmethod
+    async def count_lags(client: redis.asyncio.Redis, key: bytes, groups: list[dict],
+                         lags: dict[bytes, int | None]) -> set[bytes]:
+        """streams.stream's count, into lags, for the groups Redis gives no lag; returns the
+        groups whose count stopped at the limit."""
+        unknown = [g for g in groups if lags[g["name"]] is None]
+        if not unknown:
+            return set()
+        limit = conf.get("LAG_COUNT_LIMIT")
+        pipe = client.pipeline(transaction=False)
+        for g in unknown:
+            pipe.eval(COUNT_AFTER, 1, key, g["last-delivered-id"], limit)
+        for g, count in zip(unknown, await pipe.execute(), strict=True):
+            lags[g["name"]] = count
+        return {g["name"] for g in unknown if counted(lags[g["name"]], limit) == "at least"}

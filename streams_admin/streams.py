@@ -6,7 +6,7 @@ number of pending entries.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import redis
@@ -15,7 +15,7 @@ from streams_admin import conf
 from streams_admin.redis import Server, client, server_from_info
 from streams_admin.values import Entry, id_time, parse_entry, text_id
 
-LAG_NOT_SUPPORTED = "n/a: this server reports no lag (Redis 7.0+ does)"
+LAG_NOT_SUPPORTED = "This server reports no lag (Redis 7.0+ does)"
 LAG_UNKNOWN = (
     "Redis cannot count it: entries past the group's last-delivered ID were deleted "
     "or trimmed, or its ID was set without ENTRIESREAD"
@@ -36,6 +36,7 @@ class Group:
     lag: int | None
     lag_note: str  # why lag is None
     trimmed_unread: int = 0  # entries trimmed away before this group read them: never delivered
+    lag_counted: str = ""  # "" Redis's lag; "counted" by the dashboard; "at least" (count cut)
 
     @property
     def last_delivered_time(self) -> datetime | None:
@@ -155,10 +156,31 @@ def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
 
 
 def stream(key: bytes, server: Server) -> StreamInfo:
+    """One stream; a group whose lag Redis cannot give gets it counted (LAG_COUNT_LIMIT)."""
     info = stream_infos([key], server)[0]
     if info is None:
         raise NotFound(key)
-    return info
+    unknown = [g for g in info.groups if g.lag is None]
+    if not unknown:
+        return info
+    limit = conf.get("LAG_COUNT_LIMIT")
+    pipe = client().pipeline(transaction=False)
+    for g in unknown:
+        pipe.eval(COUNT_AFTER, 1, key, g.last_delivered_id, limit)
+    counts = dict(zip((g.name for g in unknown), pipe.execute(), strict=True))
+    return replace(info, groups=tuple(
+        replace(g, lag=counts[g.name], lag_counted=counted(counts[g.name], limit),
+                lag_note=f"Counted by the dashboard, up to {limit:,}: the entries after the "
+                         f"last-delivered ID. {g.lag_note}.")
+        if g.name in counts else g for g in info.groups))
+
+
+# Entries after an ID (exclusive), counted in Redis up to a limit: no entry leaves it.
+COUNT_AFTER = 'return #redis.call("XRANGE", KEYS[1], "(" .. ARGV[1], "+", "COUNT", ARGV[2])'
+
+
+def counted(count: int, limit: int) -> str:
+    return "at least" if count >= limit else "counted"
 
 
 def group(stream_info: StreamInfo, name: bytes) -> Group:

@@ -176,13 +176,23 @@ def test_group_pending_pages_and_marks_poison_and_gone(viewer_client, r: redis.R
     assert "data gone" in rows[0][5]
 
 
-def test_lag_unknown_is_explained(viewer_client, r: redis.Redis) -> None:
+def test_lag_redis_cannot_give_is_counted_and_explained(viewer_client, r, settings) -> None:
     ids = [r.xadd("t", {"n": str(n)}) for n in range(5)]
     r.xgroup_create("t", "g", id="0")
     r.xreadgroup("g", "c", {"t": ">"}, count=1)
-    r.xdel("t", ids[3])  # a deletion past last-delivered makes lag uncountable
-    page = viewer_client.get(reverse("streams_admin:group", args=[b"t", b"g"])).content.decode()
-    assert "unknown" in page and "Redis cannot count it" in page
+    r.xdel("t", ids[3])  # a deletion past last-delivered: Redis gives no lag
+    assert r.xinfo_groups("t")[0]["lag"] is None
+    url = reverse("streams_admin:group", args=[b"t", b"g"])
+    page = viewer_client.get(url).content.decode()
+    assert 'data-stat="lag" data-none="unknown">3</div>' in page  # entries 1, 2 and 4
+    assert "Counted by the dashboard" in page and "Redis cannot count it" in page
+    groups = table(viewer_client.get("/streams/t/").content)
+    assert groups[0][5] == "3 counted"
+    overview = table(viewer_client.get("/").content)
+    assert overview[0][5] == "?"  # the overview does not count: it lists many streams
+    settings.STREAMS_ADMIN = {"LAG_COUNT_LIMIT": 2}
+    assert table(viewer_client.get("/streams/t/").content)[0][5] == "≥ 2 counted"
+    assert 'data-none="unknown">≥ 2</div>' in viewer_client.get(url).content.decode()
 
 
 def test_lag_counts_what_a_group_can_still_get_after_a_trim(viewer_client, r, settings) -> None:

@@ -286,3 +286,19 @@ async def test_stats_lag_leaves_out_entries_trimmed_before_the_group_read_them(r
     counts = await stats.receive_json_from(timeout=3)
     assert counts["streams"]["s"]["groups"]["g"]["lag"] == 5
     await stats.disconnect()
+
+
+async def test_stats_count_a_lag_redis_cannot_give_on_a_one_stream_page(r, staff, settings):
+    ids = [r.xadd("s", {"n": str(n)}) for n in range(5)]
+    r.xgroup_create("s", "g", id="0")
+    r.xreadgroup("g", "c", {"s": ">"}, count=1)
+    r.xdel("s", ids[3])
+    r.xadd("other", {"n": "1"})
+    settings.STREAMS_ADMIN = {"LAG_COUNT_LIMIT": 3}
+    for query, lag, at_least in (("key=s", 3, True), ("key=s&key=other", None, False)):
+        stats = WebsocketCommunicator(StatsConsumer.as_asgi(), f"/ws/stats/?{query}")
+        stats.scope["user"] = staff
+        assert (await stats.connect())[0]
+        group = (await stats.receive_json_from(timeout=3))["streams"]["s"]["groups"]["g"]
+        assert (group["lag"], group["lag_at_least"]) == (lag, at_least)
+        await stats.disconnect()

@@ -22,7 +22,7 @@
         for (const [group, g] of Object.entries(s.groups)) {
           scope.querySelectorAll(`[data-group="${CSS.escape(group)}"]`).forEach((gscope) => {
             set(gscope, "group-pending", g.pending);
-            set(gscope, "lag", g.lag);
+            set(gscope, "lag", g.lag !== null && g.lag_at_least ? `≥ ${g.lag}` : g.lag);
             set(gscope, "entries-read", g.entries_read);
             set(gscope, "last-delivered", g.last_delivered_id);
           });

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "TAIL_MAX_STREAMS": 100,  # streams one firehose follows
     "STATS_INTERVAL": 1.0,  # seconds between live count updates
     "ENTRY_PREVIEW_CHARS": 10_000,
+    "SEARCH_BUDGET": 10_000,  # entries one stream-page search request looks at, at most
 }
 
 

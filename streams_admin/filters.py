@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -9,6 +10,7 @@ from streams_admin import names, params
 from streams_admin.values import Entry, parse_time
 
 MAX_SEQ = 18446744073709551615
+FILTER_PARAMS = ("type", "field", "op", "value", "q")  # EntryFilter.from_query reads these
 
 
 def id_before(entry_id: str) -> str:
@@ -26,6 +28,17 @@ class EntryFilter:
     op: str = "eq"  # "eq" or "contains"
     value: str = ""
     text: str = ""  # case-insensitive, in any field name or value
+
+    @classmethod
+    def from_query(cls, q: Mapping[str, str]) -> EntryFilter:
+        """From the parameters the tail and stream pages use: type, field, op, value, q."""
+        return cls(
+            event_type=q.get("type", "").strip(),
+            field=q.get("field", "").strip(),
+            op="contains" if q.get("op") == "contains" else "eq",
+            value=q.get("value", ""),
+            text=q.get("q", "").strip(),
+        )
 
     def __bool__(self) -> bool:
         return bool(self.event_type or self.field or self.text)
@@ -70,13 +83,7 @@ class TailOptions:
             keys=(key,) if key is not None else (),
             pattern="" if key is not None else pattern,
             since=_since(q),
-            filter=EntryFilter(
-                event_type=q.get("type", "").strip(),
-                field=q.get("field", "").strip(),
-                op="contains" if q.get("op") == "contains" else "eq",
-                value=q.get("value", ""),
-                text=q.get("q", "").strip(),
-            ),
+            filter=EntryFilter.from_query(q),
         )
 
 

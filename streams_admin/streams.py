@@ -12,6 +12,7 @@ from datetime import datetime
 import redis
 
 from streams_admin import conf
+from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
 from streams_admin.values import Entry, id_time, parse_entry, text_id
 
@@ -210,6 +211,11 @@ class EntriesPage:
     entries: tuple[Entry, ...]  # newest first
     newer: str | None  # cursor: the page above starts after this ID
     older: str | None  # cursor: the page below starts before this ID
+    scanned: int = 0  # a search: entries it looked at (at most SEARCH_BUDGET)
+    searched_to: str | None = None  # a search: the oldest ID it looked at
+
+
+SEARCH_CHUNK = 500  # entries per XREVRANGE while searching
 
 
 def _flip(bound: str) -> str:
@@ -245,3 +251,30 @@ def entries_page(
     rows = rows[:count]
     newer = rows[0].id if rows and probe and probe[0] else None
     return EntriesPage(tuple(rows), newer, older)
+
+
+def search_page(key: bytes, match: EntryFilter, count: int, *, before: str = "+",
+                budget: int | None = None) -> EntriesPage:
+    """Up to `count` entries that match, newest first, at or before `before`.
+
+    Looks at no more than `budget` entries (SEARCH_BUDGET) per call, in chunks: `older` is
+    where the next call goes on, whether the page filled or the budget ran out; None once the
+    stream's start is reached.
+    """
+    budget = budget or conf.get("SEARCH_BUDGET")
+    found: list[Entry] = []
+    scanned, oldest, cursor = 0, None, before
+    while scanned < budget:
+        want = min(SEARCH_CHUNK, budget - scanned)
+        items = client().xrevrange(key, cursor, "-", count=want)
+        for item in items:
+            entry = parse_entry(item)
+            scanned, oldest = scanned + 1, entry.id
+            if match.matches(entry):
+                found.append(entry)
+                if len(found) == count:
+                    return EntriesPage(tuple(found), None, oldest, scanned, oldest)
+        if len(items) < want:  # the stream's first entry was reached
+            return EntriesPage(tuple(found), None, None, scanned, oldest)
+        cursor = f"({oldest}"
+    return EntriesPage(tuple(found), None, oldest, scanned, oldest)

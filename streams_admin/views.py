@@ -16,6 +16,7 @@ from django_htmx.middleware import HtmxDetails
 
 from streams_admin import conf, names, params, pending, streams
 from streams_admin import overview as overview_model
+from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
 from streams_admin.values import ID_RE
 
@@ -80,9 +81,14 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     size = params.page_size(q)
     server = streams.server()
     info = streams.stream(key, server)
+    match = EntryFilter.from_query(q)
     error = ""
     try:
-        if q.get("at"):
+        if match:  # a search: newest first from the cursor, SEARCH_BUDGET entries at most
+            bound = (params.id_or_time(q["at"]) if q.get("at") else
+                     f"({before}" if (before := params.entry_id(q.get("before"))) else "+")
+            page = streams.search_page(key, match, size, before=bound)
+        elif q.get("at"):
             page = streams.entries_page(key, size, before=params.id_or_time(q["at"]))
         elif after := params.entry_id(q.get("after")):
             page = streams.entries_page(key, size, after=f"({after}")
@@ -96,6 +102,7 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     context = {"stream": info, "page": page, "size": size, "sizes": conf.get("PAGE_SIZES"),
                "event_type": names.show(key[len(prefix):]) if key.startswith(prefix) else "",
                "at": q.get("at", ""), "error": error, "server": server,
+               "match": match, "form": {name: q.get(name, "") for name in FILTER_PARAMS},
                "preview_chars": conf.get("PREVIEW_CHARS")}
     return _render(request, "streams_admin/stream.html", "entries", context)
 
@@ -143,7 +150,7 @@ def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
     return _render(request, "streams_admin/group.html", "pending", context)
 
 
-TAIL_PARAMS = ("from", "type", "field", "op", "value", "q")
+TAIL_PARAMS = ("from", *FILTER_PARAMS)
 
 
 def _tail(request: HtmxHttpRequest, stream_info: streams.StreamInfo | None,

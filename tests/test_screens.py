@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import redis
@@ -174,6 +175,43 @@ def test_group_pending_pages_and_marks_poison_and_gone(viewer_client, r: redis.R
     rows = table(second, 1)
     assert [row[0] for row in rows] == [ids[2].decode(), ids[3].decode()]
     assert "data gone" in rows[0][5]
+
+
+def test_search_looks_at_a_bounded_number_of_entries_and_goes_on(viewer_client, r, settings):
+    settings.STREAMS_ADMIN = {"SEARCH_BUDGET": 300}
+    ids = []
+    for n in range(1000):
+        note = f"<b>needle {n}</b>" if n in (100, 500, 900) else "hay"
+        ids.append(r.xadd("big", {"note": note}).decode())
+    pages, url = [], "/streams/big/?q=NEEDLE&size=50"
+    while True:
+        content = viewer_client.get(url).content
+        text = " ".join(re.sub(r"<[^>]*>", "", content.decode()).split())  # as a user reads it
+        pages.append(([row[0] for row in table(content, 1) if len(row) > 1], text))
+        if "Search older →" not in pages[-1][1]:
+            break
+        url = "/streams/big/" + link(content, "Search older →")
+    assert [len(rows) for rows, _ in pages] == [1, 1, 1, 0]
+    assert [rows[0] for rows, _ in pages[:3]] == [ids[900], ids[500], ids[100]]
+    assert "Searched 300 entries, back to " + ids[700] in pages[0][1]
+    assert "Searched 100 entries, back to " + ids[0] in pages[3][1]
+    assert "back to the stream's first entry" in pages[3][1]
+    assert "&lt;b&gt;needle 900&lt;/b&gt;" in pages[0][1]  # escaped, as every value is
+
+
+def test_search_by_event_type_and_field_fills_pages(viewer_client, scenario) -> None:
+    scenario.xadd("orders", envelope("order.shipped", {"n": 99, "carrier": "ups"}))
+    scenario.xadd("orders", {"carrier": "ups"})  # not an envelope: no event type
+    shipped = table(viewer_client.get("/streams/orders/?type=order.shipped").content, 1)
+    assert len(shipped) == 1 and "order.shipped" in shipped[0][2]
+    ups = viewer_client.get("/streams/orders/?field=carrier&op=contains&value=up").content
+    assert len(table(ups, 1)) == 1  # "carrier" only inside data for the envelope
+    placed = viewer_client.get("/streams/orders/?type=order.placed&size=20").content
+    assert len(table(placed, 1)) == 20 and "(a full page)" in placed.decode()
+    rest = viewer_client.get("/streams/orders/" + link(placed, "Search older →")).content
+    assert len(table(rest, 1)) == 10
+    nothing = viewer_client.get("/streams/orders/?type=nope").content.decode()
+    assert "No entries match here." in nothing and "Searched 32 entries" in nothing
 
 
 def test_lag_redis_cannot_give_is_counted_and_explained(viewer_client, r, settings) -> None:

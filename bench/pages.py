@@ -300,6 +300,18 @@ def entries(client, probe: Probe, rounds: int) -> None:
     )
 
 
+def search(client, probe: Probe, rounds: int) -> None:
+    """A search that matches nothing reads its whole budget (SEARCH_BUDGET, 10,000 entries),
+    however long the stream: the same commands and time at 100,000 and 1,000,000 entries."""
+    ids = r"/entries/(\d+-\d+)/"
+    cases = {
+        f"search (no match), {n}": page(client, f"/streams/{key}/?q=no-such-text", ids)
+        for n, key in (("1,000,000 entries", BIG_STREAM), ("100,000 entries", BIG_PEL))
+    }
+    pair(f"Search looking at 10,000 entries, interleaved x{rounds}",
+         interleaved(probe, cases, rounds), 0)
+
+
 def pending(client, probe: Probe, rounds: int) -> None:
     ids = r"/entries/(\d+-\d+)/"
     path = "/streams/{}/groups/" + GROUP + "/?size=" + str(PAGE)
@@ -411,6 +423,7 @@ def main() -> int:
         RoundTrips.install()
         (client, _), probe = django_client(server.url), Probe(server.url)
         entries(client, probe, rounds)
+        search(client, probe, rounds)
         pending(client, probe, rounds)
         overview(client, probe, server.url, rounds)
         print(f"\ntotal {time.perf_counter() - started:.0f}s")

@@ -91,6 +91,17 @@ def test_login_overview_stream_entry_group_pending_by_consumer(
     expect(entry_links.first).to_have_text(newest_id)  # newest first
     page.screenshot(path=artifacts / "flow-2-stream.png", full_page=True)
 
+    page.get_by_label("Text in any field name or value").fill("task-7")
+    page.get_by_role("button", name="Search").click()
+    expect(entry_links).to_have_count(1)
+    task_7 = redis_client.xrange(STREAM)[7][0].decode()
+    expect(entry_links).to_have_text([task_7])
+    expect(page.get_by_role("status")).to_contain_text("Searched 12 entries")
+    expect(page.get_by_role("status")).to_contain_text("1 match")
+    expect(page).to_have_url(re.compile(r"[?&]q=task-7"))  # the search is a link
+    page.get_by_role("link", name="Clear the search").click()
+    expect(entry_links).to_have_count(12)
+
     entry_links.first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text(newest_id)
     event_type = page.locator(".card", has_text="Event type").locator(".value")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import weakref
 from collections import deque
@@ -17,7 +18,7 @@ from streams_admin import conf, html, names, params
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
 from streams_admin.streams import COUNT_AFTER, counted, true_lag
-from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer
+from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer, id_key
 from streams_admin.values import Entry
 
 WINDOW = 4  # messages sent but not yet acknowledged by the page; then frames wait (and drop)
@@ -161,7 +162,7 @@ class TailConsumer(JsonConsumer):
             self.keys.add(key)
             entries = await hub().join(key, self.viewer, since, conf.get("TAIL_MAX_ROWS"))
             backlog += [(key, e) for e in entries]
-        backlog.sort(key=lambda pair: tuple(map(int, pair[1].id.split("-"))))
+        backlog.sort(key=lambda pair: id_key(pair[1].id))
         return backlog[-conf.get("TAIL_MAX_ROWS"):]
 
     async def scan(self) -> list[bytes]:
@@ -180,7 +181,7 @@ class TailConsumer(JsonConsumer):
         if backlog:
             entries = tuple(entry for _, entry in backlog)
             rows = tuple(encoded_row(key, entry) for key, entry in backlog)
-            frame = Frame.of(rows, entries[-1].id, len(entries))
+            frame = Frame.of(entries, rows, entries[-1].id, len(entries))
             await self.send_frames([self.viewer.wants(frame, entries)])
 
     async def send_frames(self, frames: list[Frame]) -> None:
@@ -190,10 +191,17 @@ class TailConsumer(JsonConsumer):
         it reads exactly as json.dumps would write it.
         """
         self.sent += 1
-        rows = ", ".join(frame.joined for frame in frames if frame.rows)
+        last_id = frames[-1].last_id
+        if self.options.pattern and len(frames) > 1:
+            # Several streams' frames: their rows in ID order, as one stream's would be.
+            merged = heapq.merge(*(zip(f.order, f.rows, strict=True) for f in frames))
+            rows = ", ".join(row for _, row in merged)
+            last_id = max((f.last_id for f in frames), key=id_key)
+        else:
+            rows = ", ".join(frame.joined for frame in frames if frame.rows)
         read = sum(frame.read for frame in frames)
         text = (f'{{"type": "entries", "seq": {self.sent}, "rows": [{rows}], '
-                f'"last_id": {json.dumps(frames[-1].last_id)}, "read": {read}}}')
+                f'"last_id": {json.dumps(last_id)}, "read": {read}}}')
         self.in_flight.append((self.sent, len(text)))
         self.in_flight_bytes += len(text)
         if len(self.in_flight) >= WINDOW or self.in_flight_bytes >= WINDOW_BYTES:

@@ -28,6 +28,11 @@ BLOCK_MS = 1000
 READ_COUNT = 1000
 
 
+def id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 @dataclass(frozen=True)
 class Frame:
     """New entries of one stream as rows ready to send, each rendered once for every viewer.
@@ -37,18 +42,23 @@ class Frame:
     """
 
     rows: tuple[str, ...]  # oldest first; a filtered viewer's frame holds only its matches
+    order: tuple[tuple[int, int], ...]  # the rows' entry IDs, to merge several streams' frames
     last_id: str  # the last entry read, shown or not
     read: int  # entries read, shown or not
     size: int = 0  # characters in rows
 
     @classmethod
-    def of(cls, rows: tuple[str, ...], last_id: str, read: int) -> Frame:
-        return cls(rows, last_id, read, sum(map(len, rows)))
+    def of(cls, entries: tuple[Entry, ...], rows: tuple[str, ...], last_id: str,
+           read: int) -> Frame:
+        return cls(rows, tuple(map(id_key, (e.id for e in entries))), last_id, read,
+                   sum(map(len, rows)))
 
     def only(self, entries: tuple[Entry, ...], keep: Callable[[Entry], bool]) -> Frame:
         """This frame with just the rows of the entries `keep` lets through."""
-        rows = tuple(row for entry, row in zip(entries, self.rows, strict=True) if keep(entry))
-        return Frame.of(rows, self.last_id, self.read)
+        kept = [i for i, entry in enumerate(entries) if keep(entry)]
+        rows = tuple(self.rows[i] for i in kept)
+        return Frame(rows, tuple(self.order[i] for i in kept), self.last_id, self.read,
+                     sum(map(len, rows)))
 
     @cached_property
     def joined(self) -> str:
@@ -193,7 +203,7 @@ class Hub:
                 entries = tuple(parse_entry(item) for item in items)
                 reader.last_id = entries[-1].id
                 rows = tuple(self.render(reader.key, e) for e in entries)
-                frame = Frame.of(rows, reader.last_id, len(entries))
+                frame = Frame.of(entries, rows, reader.last_id, len(entries))
                 for viewer in list(reader.viewers):
                     viewer.put(viewer.wants(frame, entries))
                 await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))

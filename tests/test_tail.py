@@ -122,6 +122,31 @@ async def test_firehose_follows_a_pattern_including_new_streams(r, staff, monkey
     await tail.disconnect()
 
 
+async def test_firehose_rows_from_several_streams_come_in_id_order(r, staff) -> None:
+    r.xadd("m:a", {"n": "seed"})
+    r.xadd("m:b", {"n": "seed"})
+    tail = await open_tail(staff, "pattern=m:*")
+    await asyncio.sleep(0.2)
+    for n in range(consumers.WINDOW):  # fill the page's window, one frame each, no ack
+        r.xadd("m:a", {"n": f"w{n}"})
+        await asyncio.sleep(0.08)
+    unacked = []
+    while not await tail.receive_nothing(timeout=0.5):
+        unacked.append(await tail.receive_json_from())
+    assert len(unacked) == consumers.WINDOW
+    written = []  # alternating streams: frames from both readers wait in the queue
+    for n in range(8):
+        written.append(r.xadd("m:a" if n % 2 else "m:b", {"n": str(n)}).decode())
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)
+    await tail.send_json_to({"ack": unacked[-1]["seq"]})
+    rest = await drain(tail)
+    assert len(rest) == 1  # one message, merged from several frames of two streams
+    shown = [row.split('data-id="')[1].split('"')[0] for row in rest[0]["rows"]]
+    assert shown == written and rest[0]["last_id"] == written[-1]
+    await tail.disconnect()
+
+
 async def test_watching_never_touches_groups(r: redis.Redis, staff) -> None:
     r.xadd("s", {"n": "0"})
     r.xgroup_create("s", "g", id="0")

@@ -15,10 +15,30 @@
   let lastId = null, paused = false, held = [], heldCount = 0, retry = 500, socket = null;
   const arrivals = [];  // [time, entries read] over the last 5 s
 
+  // Entry IDs compared as Redis does ("ms-seq", each part a 64-bit number kept as text).
+  function compareIds(a, b) {
+    const [am, as] = a.split("-"), [bm, bs] = b.split("-");
+    const text = (x, y) => x.length - y.length || (x < y ? -1 : x > y ? 1 : 0);
+    return text(am, bm) || text(as, bs);
+  }
+
   function addRows(html) {
     const template = document.createElement("template");
     template.innerHTML = html;
-    body.prepend(template.content);
+    const rows = Array.from(template.content.children);  // newest first
+    const top = body.rows[0];
+    if (!rows.length || !top || !top.dataset.id || !rows[rows.length - 1].dataset.id
+        || compareIds(rows[rows.length - 1].dataset.id, top.dataset.id) > 0) {
+      body.prepend(template.content);  // all newer than what is shown: the usual case
+    } else {
+      // A firehose: another stream's frame may hold entries older than rows already shown.
+      // Each goes where its ID belongs, above any "skipped" marker.
+      for (const row of rows.reverse()) {
+        let at = body.rows[0];
+        while (at && at.dataset.id && compareIds(at.dataset.id, row.dataset.id) > 0) at = at.nextElementSibling;
+        body.insertBefore(row, at);
+      }
+    }
     while (body.rows.length > maxRows) body.deleteRow(body.rows.length - 1);
     counted();
   }

@@ -56,3 +56,21 @@ def test_overview_counts_update_live(page, dashboard, redis_client: redis.Redis)
         redis_client.xadd("counted", {"n": str(n)})
     expect(length).to_have_text("5", timeout=4000)
     expect(page.locator('tr[data-key="counted"] [data-stat="rate"]')).to_contain_text("/s")
+
+
+def test_firehose_keeps_rows_of_several_streams_newest_on_top(
+    page, dashboard, redis_client: redis.Redis  # noqa: F811
+) -> None:
+    for key in ("fh:a", "fh:b", "fh:c"):
+        redis_client.xadd(key, {"n": "seed"})
+    log_in(page, dashboard)
+    page.goto("/tail/?pattern=fh:*")
+    expect(page.locator("#tail-state")).to_have_text("live")
+    written = []
+    for n in range(30):  # three readers: their frames reach the page in any order
+        written.append(redis_client.xadd(f"fh:{'abc'[n % 3]}", {"n": str(n)}).decode())
+        time.sleep(0.007)
+    rows = page.locator("#tail-rows tr")
+    expect(rows).to_have_count(30)
+    shown = [rows.nth(i).get_attribute("data-id") for i in range(30)]
+    assert shown == written[::-1]

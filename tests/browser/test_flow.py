@@ -147,6 +147,15 @@ def test_readme_screenshots_on_demo_data(
     expect(page.locator("#pending tbody tr").first).to_be_visible()
     _shoot(page, artifacts, shots, "group")
 
+    page.goto("/tail/?pattern=agent:stream:*")
+    expect(page.locator("#tail-state")).to_have_text("live")
+    for n in range(12):
+        kind = ("task.created", "query.completed", "notification.sent")[n % 3]
+        redis_client.xadd(demo.PREFIX + kind, demo.envelope(kind, {"n": n, "source": "demo"}))
+    expect(page.locator("#tail-rows tr")).to_have_count(12)
+    expect(page.locator("#tail-rate")).not_to_have_text("0")  # the rate ticks every second
+    _shoot(page, artifacts, shots, "tail")
+
     # Hostile names and values: shown as text, and no script of theirs ever runs.
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

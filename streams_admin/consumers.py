@@ -65,7 +65,8 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 
 
 class TailConsumer(JsonConsumer):
-    """Sends {"type": "entries", seq, rows, last_id, read}, {"type": "skipped", count}, pings.
+    """Sends {"type": "live"} once its readers are in place, then {"type": "entries", seq, rows,
+    last_id, read}, {"type": "skipped", count} and pings.
 
     The page acknowledges each entries message ({"ack": seq}). The server never has more than
     WINDOW messages or WINDOW_BYTES in flight: a page that cannot keep up leaves frames in its
@@ -134,6 +135,7 @@ class TailConsumer(JsonConsumer):
             await self.send_json({"type": "error", "message": "Redis is not answering."})
             await self.close(code=4503)
             return
+        await self.send_json({"type": "live"})  # every reader is in place: nothing is missed
         await self.send_backlog(backlog)
         loop = asyncio.get_running_loop()
         rescanned = loop.time()

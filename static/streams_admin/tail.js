@@ -61,7 +61,9 @@
 
   function onMessage(event) {
     const msg = JSON.parse(event.data);
-    if (msg.type === "entries") {
+    if (msg.type === "live") {
+      state.textContent = "live"; state.className = "badge ok"; retry = 500;
+    } else if (msg.type === "entries") {
       socket.send(JSON.stringify({ack: msg.seq}));
       lastId = msg.last_id;
       arrivals.push([Date.now(), msg.read]);
@@ -92,7 +94,8 @@
       query = params.toString();
     }
     socket = new WebSocket(`${scheme}://${location.host}/ws/tail/?${query}`);
-    socket.onopen = () => { state.textContent = "live"; state.className = "badge ok"; retry = 500; };
+    // "live" comes from the server once it reads every stream: entries added from then on show.
+    socket.onopen = () => { state.textContent = "connecting…"; state.className = "badge"; };
     socket.onmessage = onMessage;
     socket.onclose = () => {
       if (state.className !== "badge bad") { state.textContent = "reconnecting…"; state.className = "badge warn"; }

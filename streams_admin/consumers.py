@@ -18,8 +18,8 @@ from streams_admin import conf, html, names, params
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
 from streams_admin.streams import COUNT_AFTER, counted, true_lag
-from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer, id_key
-from streams_admin.values import Entry
+from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer
+from streams_admin.values import Entry, id_key
 
 WINDOW = 4  # messages sent but not yet acknowledged by the page; then frames wait (and drop)
 WINDOW_BYTES = 1 << 20  # ... or this many characters sent but not yet acknowledged

@@ -8,7 +8,7 @@ from datetime import datetime
 from streams_admin import conf
 from streams_admin.redis import client
 from streams_admin.streams import Group, StreamInfo
-from streams_admin.values import id_time, text_id
+from streams_admin.values import id_key, id_time, text_id
 
 # Which of these IDs still have an entry: checked inside Redis, so a page of pending entries
 # costs one command and a few bytes whatever the entries hold.
@@ -95,21 +95,16 @@ def group_detail(stream: StreamInfo, group: Group) -> GroupDetail:
     return GroupDetail(group=group, summary=pending, consumers=listing)
 
 
-def _id(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 def _exists(stream: StreamInfo, ids: list[str]) -> list[bool]:
     """Which IDs still have their entry. Below the first entry they were trimmed; above the
     highest ID ever deleted (Redis 7.0+) they are there; only the rest are looked up."""
-    first = _id(stream.first_id) if stream.first_id else None
-    deleted = _id(stream.max_deleted_entry_id) if stream.max_deleted_entry_id else None
+    first = id_key(stream.first_id) if stream.first_id else None
+    deleted = id_key(stream.max_deleted_entry_id) if stream.max_deleted_entry_id else None
     found: dict[str, bool] = {}
     for entry_id in ids:
-        if first is None or _id(entry_id) < first:
+        if first is None or id_key(entry_id) < first:
             found[entry_id] = False
-        elif deleted is not None and _id(entry_id) > deleted:
+        elif deleted is not None and id_key(entry_id) > deleted:
             found[entry_id] = True
     unsure = [entry_id for entry_id in ids if entry_id not in found]
     if unsure:

@@ -14,7 +14,7 @@ import redis
 from streams_admin import conf
 from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
-from streams_admin.values import Entry, id_time, parse_entry, text_id
+from streams_admin.values import Entry, id_key, id_time, parse_entry, text_id
 
 LAG_NOT_SUPPORTED = "This server reports no lag (Redis 7.0+ does)"
 LAG_UNKNOWN = (
@@ -85,10 +85,6 @@ def server() -> Server:
     return server_from_info(client().info())
 
 
-def _id_key(entry_id: str) -> tuple[int, ...]:
-    return tuple(map(int, entry_id.split("-")))
-
-
 def true_lag(lag: int | None, last_delivered_id: str, first_id: str | None,
              length: int) -> tuple[int | None, int]:
     """(lag, entries trimmed before the group read them).
@@ -97,7 +93,7 @@ def true_lag(lag: int | None, last_delivered_id: str, first_id: str | None,
     them still count, though they will never be delivered. When the group's position is before
     the stream's first entry, it will get exactly the `length` entries left; the rest are lost
     to it."""
-    if lag is None or not (first_id is None or _id_key(last_delivered_id) < _id_key(first_id)):
+    if lag is None or not (first_id is None or id_key(last_delivered_id) < id_key(first_id)):
         return lag, 0
     return length, max(0, lag - length)
 

@@ -19,18 +19,13 @@ from functools import cached_property
 import redis
 import redis.asyncio
 
-from streams_admin.values import Entry, parse_entry
+from streams_admin.values import Entry, id_key, parse_entry
 
 log = logging.getLogger(__name__)
 
 FRAME_INTERVAL = 0.05  # seconds: entries are batched into at most 20 frames/s per stream
 BLOCK_MS = 1000
 READ_COUNT = 1000
-
-
-def id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ def id_time(entry_id: str) -> datetime | None:
         return None
 
 
+def id_key(entry_id: str) -> tuple[int, int]:
+    """An entry ID as Redis orders it: "5-10" comes after "5-9"."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def text_id(value: bytes | str | None) -> str | None:
     if value is None:
         return None

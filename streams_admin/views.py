@@ -85,8 +85,9 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     error = ""
     try:
         if match:  # a search: newest first from the cursor, SEARCH_BUDGET entries at most
-            bound = (params.id_or_time(q["at"]) if q.get("at") else
-                     f"({before}" if (before := params.entry_id(q.get("before"))) else "+")
+            before = params.entry_id(q.get("before"))
+            bound = (params.id_or_time(q["at"]) if q.get("at")
+                     else f"({before}" if before else "+")
             page = streams.search_page(key, match, size, before=bound)
         elif q.get("at"):
             page = streams.entries_page(key, size, before=params.id_or_time(q["at"]))
@@ -185,8 +186,8 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     server = streams.server()
     pattern = conf.get("BUS_PREFIX") + "deadletter:*"
     keys, _ = streams.scan_streams(pattern, conf.get("MAX_STREAMS"))
-    queues = [info for info in streams.stream_infos(sorted(keys), server) if info is not None]
-    queues = [info for info in queues if names.in_scope(info.key)]
+    keys = sorted(key for key in keys if names.in_scope(key))
+    queues = [info for info in streams.stream_infos(keys, server) if info is not None]
     key = params.name(request.GET.get("key")) or (queues[0].key if queues else None)
     if key is not None and not names.in_scope(key):
         raise Http404(names.out_of_scope(key))

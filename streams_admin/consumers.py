@@ -26,6 +26,7 @@ WINDOW_BYTES = 1 << 20  # ... or this many characters sent but not yet acknowled
 MESSAGE_BYTES = 256 << 10  # a page that fell behind gets its queued frames in one message
 HEARTBEAT = 10.0  # seconds of silence before a ping, to keep proxies from closing the socket
 RESCAN = 5.0  # seconds between looks for new keys matching a firehose pattern
+RESUME_WAIT = 5.0  # seconds a reconnecting firehose page has to say where each stream was
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
 
@@ -45,6 +46,16 @@ def hub() -> Hub:
     if loop not in _hubs:
         _hubs[loop] = Hub(lambda: async_client(BLOCK_MS / 1000), encoded_row)
     return _hubs[loop]
+
+
+def _positions(sent: dict[Any, Any]) -> dict[bytes, str]:
+    """A page's {stream token: entry ID}; anything malformed is left out."""
+    out: dict[bytes, str] = {}
+    for token, entry_id in sent.items():
+        if isinstance(entry_id, str) and params.ID_RE.match(entry_id):
+            with contextlib.suppress(ValueError):
+                out[names.from_token(token)] = entry_id
+    return out
 
 
 def _staff(scope: dict[str, Any]) -> bool:
@@ -67,6 +78,11 @@ class JsonConsumer(AsyncJsonWebsocketConsumer):
 class TailConsumer(JsonConsumer):
     """Sends {"type": "live"} once its readers are in place, then {"type": "entries", seq, rows,
     last_id, read}, {"type": "skipped", count} and pings.
+
+    A firehose (several streams) also sends "positions": {stream token: ID}, where each stream
+    was read up to, in "live" and with every entries message. A page that reconnects with
+    resume=1 sends them back first ({"resume": positions}) and each stream goes on from its own
+    position: one last ID could skip another stream's entries that were still on their way.
 
     The page acknowledges each entries message ({"ack": seq}). The server never has more than
     WINDOW messages or WINDOW_BYTES in flight: a page that cannot keep up leaves frames in its
@@ -96,6 +112,9 @@ class TailConsumer(JsonConsumer):
         self.in_flight_bytes = 0
         self.window = asyncio.Event()
         self.window.set()
+        self.resumed: asyncio.Future[dict[bytes, str]] | None = None
+        if self.options.resume:
+            self.resumed = asyncio.get_running_loop().create_future()
         self.task = asyncio.create_task(self.run())
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -107,6 +126,10 @@ class TailConsumer(JsonConsumer):
             await super().dispatch(message)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if isinstance(content, dict) and isinstance(content.get("resume"), dict):
+            if self.resumed is not None and not self.resumed.done():
+                self.resumed.set_result(_positions(content["resume"]))
+            return
         if not (isinstance(content, dict) and isinstance(content.get("ack"), int)):
             return
         while self.in_flight and self.in_flight[0][0] <= content["ack"]:
@@ -129,13 +152,20 @@ class TailConsumer(JsonConsumer):
             self.keys.clear()
 
     async def run(self) -> None:
+        resume: dict[bytes, str] | None = None
+        if self.resumed is not None:
+            with contextlib.suppress(TimeoutError):
+                resume = await asyncio.wait_for(self.resumed, RESUME_WAIT)
         try:
-            backlog = await self.join_new_keys(self.options.since)
+            starts, backlog = await self.join_new_keys(self.options.since, resume)
         except (redis.ConnectionError, redis.TimeoutError):
             await self.send_json({"type": "error", "message": "Redis is not answering."})
             await self.close(code=4503)
             return
-        await self.send_json({"type": "live"})  # every reader is in place: nothing is missed
+        live: dict[str, Any] = {"type": "live"}  # every reader is in place: nothing is missed
+        if self.options.pattern:
+            live["positions"] = {names.to_token(key): at for key, at in starts.items()}
+        await self.send_json(live)
         await self.send_backlog(backlog)
         loop = asyncio.get_running_loop()
         rescanned = loop.time()
@@ -152,20 +182,26 @@ class TailConsumer(JsonConsumer):
                 await self.send_frames(frames)
             if self.options.pattern and loop.time() - rescanned > RESCAN:
                 rescanned = loop.time()
-                await self.send_backlog(await self.join_new_keys(since="0-0"))
+                await self.send_backlog((await self.join_new_keys(since="0-0"))[1])
 
-    async def join_new_keys(self, since: str | None) -> list[tuple[bytes, Entry]]:
-        """Join every key not joined yet; returns their backlog after `since`, oldest first."""
+    async def join_new_keys(self, since: str | None, resume: dict[bytes, str] | None = None
+                            ) -> tuple[dict[bytes, str], list[tuple[bytes, Entry]]]:
+        """Join every key not joined yet, each after `since` or its own position in `resume`
+        (a stream the page never heard of: from its start). Returns where each key starts
+        (what the page has of it) and their backlog, oldest first."""
         keys = list(self.options.keys) or await self.scan()
+        starts: dict[bytes, str] = {}
         backlog: list[tuple[bytes, Entry]] = []
         for key in keys:
             if key in self.keys:
                 continue
             self.keys.add(key)
-            entries = await hub().join(key, self.viewer, since, conf.get("TAIL_MAX_ROWS"))
+            after = since if resume is None else resume.get(key, "0-0")
+            upto, entries = await hub().join(key, self.viewer, after, conf.get("TAIL_MAX_ROWS"))
+            starts[key] = after if after is not None else upto
             backlog += [(key, e) for e in entries]
         backlog.sort(key=lambda pair: id_key(pair[1].id))
-        return backlog[-conf.get("TAIL_MAX_ROWS"):]
+        return starts, backlog[-conf.get("TAIL_MAX_ROWS"):]
 
     async def scan(self) -> list[bytes]:
         found: list[bytes] = []
@@ -184,9 +220,11 @@ class TailConsumer(JsonConsumer):
             entries = tuple(entry for _, entry in backlog)
             rows = tuple(encoded_row(key, entry) for key, entry in backlog)
             frame = Frame.of(entries, rows, entries[-1].id, len(entries))
-            await self.send_frames([self.viewer.wants(frame, entries)])
+            positions = {key: entry.id for key, entry in backlog}  # oldest first: the last wins
+            await self.send_frames([self.viewer.wants(frame, entries)], positions)
 
-    async def send_frames(self, frames: list[Frame]) -> None:
+    async def send_frames(self, frames: list[Frame],
+                          positions: dict[bytes, str] | None = None) -> None:
         """One entries message for frames (oldest first).
 
         The rows are JSON strings already, so the message is joined, not encoded, per viewer;
@@ -202,7 +240,12 @@ class TailConsumer(JsonConsumer):
         else:
             rows = ", ".join(frame.joined for frame in frames if frame.rows)
         read = sum(frame.read for frame in frames)
-        text = (f'{{"type": "entries", "seq": {self.sent}, "rows": [{rows}], '
+        where = ""
+        if self.options.pattern:
+            positions = positions or {frame.key: frame.last_id for frame in frames}
+            tokens = {names.to_token(key): at for key, at in positions.items()}
+            where = f'"positions": {json.dumps(tokens)}, '
+        text = (f'{{"type": "entries", "seq": {self.sent}, "rows": [{rows}], {where}'
                 f'"last_id": {json.dumps(last_id)}, "read": {read}}}')
         self.in_flight.append((self.sent, len(text)))
         self.in_flight_bytes += len(text)

@@ -69,6 +69,7 @@ class TailOptions:
     pattern: str
     since: str | None  # send entries after this ID first, then continue live
     filter: EntryFilter
+    resume: bool = False  # a firehose page that reconnects sends each stream's position first
 
     @classmethod
     def from_query(cls, query_string: bytes) -> TailOptions:
@@ -84,6 +85,7 @@ class TailOptions:
             pattern="" if key is not None else pattern,
             since=_since(q),
             filter=EntryFilter.from_query(q),
+            resume=key is None and q.get("resume") == "1",
         )
 
 

@@ -40,12 +40,13 @@ class Frame:
     order: tuple[tuple[int, int], ...]  # the rows' entry IDs, to merge several streams' frames
     last_id: str  # the last entry read, shown or not
     read: int  # entries read, shown or not
+    key: bytes = b""  # the stream (b"" for a catch-up frame of several)
     size: int = 0  # characters in rows
 
     @classmethod
-    def of(cls, entries: tuple[Entry, ...], rows: tuple[str, ...], last_id: str,
-           read: int) -> Frame:
-        return cls(rows, tuple(map(id_key, (e.id for e in entries))), last_id, read,
+    def of(cls, entries: tuple[Entry, ...], rows: tuple[str, ...], last_id: str, read: int,
+           key: bytes = b"") -> Frame:
+        return cls(rows, tuple(map(id_key, (e.id for e in entries))), last_id, read, key,
                    sum(map(len, rows)))
 
     def only(self, entries: tuple[Entry, ...], keep: Callable[[Entry], bool]) -> Frame:
@@ -53,7 +54,7 @@ class Frame:
         kept = [i for i, entry in enumerate(entries) if keep(entry)]
         rows = tuple(self.rows[i] for i in kept)
         return Frame(rows, tuple(self.order[i] for i in kept), self.last_id, self.read,
-                     sum(map(len, rows)))
+                     self.key, sum(map(len, rows)))
 
     @cached_property
     def joined(self) -> str:
@@ -132,11 +133,9 @@ class Hub:
         return self._redis
 
     async def join(self, key: bytes, viewer: Viewer, since: str | None,
-                   backlog: int) -> list[Entry]:
-        """Start receiving key's new entries; returns those after `since` up to that point.
-
-        The catch-up ends exactly where the live frames begin: no gap, no duplicate.
-        """
+                   backlog: int) -> tuple[str, list[Entry]]:
+        """Start receiving key's new entries; returns where the live frames begin and the
+        entries after `since` up to there: no gap, no duplicate."""
         reader = self.readers.get(key)
         if reader is None:
             position = await self._position(key)
@@ -147,9 +146,9 @@ class Hub:
         reader.viewers.add(viewer)
         upto = reader.last_id  # taken with the add, before any await
         if since is None:
-            return []
+            return upto, []
         rows = await self.redis.xrevrange(key, upto, f"({since}", count=backlog)
-        return [parse_entry(row) for row in reversed(rows)]
+        return upto, [parse_entry(row) for row in reversed(rows)]
 
     async def leave(self, key: bytes, viewer: Viewer) -> None:
         reader = self.readers.get(key)
@@ -198,7 +197,7 @@ class Hub:
                 entries = tuple(parse_entry(item) for item in items)
                 reader.last_id = entries[-1].id
                 rows = tuple(self.render(reader.key, e) for e in entries)
-                frame = Frame.of(entries, rows, reader.last_id, len(entries))
+                frame = Frame.of(entries, rows, reader.last_id, len(entries), reader.key)
                 for viewer in list(reader.viewers):
                     viewer.put(viewer.wants(frame, entries))
                 await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))

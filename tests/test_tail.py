@@ -33,7 +33,8 @@ async def open_tail(user, query: str) -> WebsocketCommunicator:
     communicator.scope["user"] = user
     connected, _ = await communicator.connect()
     assert connected
-    assert await communicator.receive_json_from(timeout=3) == {"type": "live"}  # reading now
+    communicator.live = await communicator.receive_json_from(timeout=3)
+    assert communicator.live["type"] == "live"  # every stream is being read from now on
     return communicator
 
 
@@ -318,3 +319,43 @@ async def test_stats_count_a_lag_redis_cannot_give_on_a_one_stream_page(r, staff
         group = (await stats.receive_json_from(timeout=3))["streams"]["s"]["groups"]["g"]
         assert (group["lag"], group["lag_at_least"]) == (lag, at_least)
         await stats.disconnect()
+
+
+def row_ids(message: dict) -> list[str]:
+    return [row.split('data-id="')[1].split('"')[0] for row in message["rows"]]
+
+
+async def test_a_firehose_page_resumes_each_stream_from_its_own_position(r, staff) -> None:
+    a0, b0 = r.xadd("m:a", {"n": "a0"}).decode(), r.xadd("m:b", {"n": "b0"}).decode()
+    tail = await open_tail(staff, "pattern=m:*")
+    assert tail.live["positions"] == {"m:a": a0, "m:b": b0}
+    a1 = r.xadd("m:a", {"n": "a1"}).decode()
+    message = await tail.receive_json_from(timeout=3)
+    assert row_ids(message) == [a1] and message["positions"] == {"m:a": a1}
+    a2 = r.xadd("m:a", {"n": "a2"}).decode()  # on its way to the page when the socket drops,
+    b1 = r.xadd("m:b", {"n": "b1"}).decode()  # while this newer one of another stream got there
+    await tail.disconnect()
+    c0 = r.xadd("m:c", {"n": "c0"}).decode()  # a stream the page never heard of
+
+    page = WebsocketCommunicator(TailConsumer.as_asgi(), "/ws/tail/?pattern=m:*&resume=1")
+    page.scope["user"] = staff
+    assert (await page.connect())[0]
+    await page.send_json_to({"resume": {"m:a": a1, "m:b": b1, "~!!": "1-0", "m:x": "nope"}})
+    live = await page.receive_json_from(timeout=3)
+    assert live == {"type": "live", "positions": {"m:a": a1, "m:b": b1, "m:c": "0-0"}}
+    caught_up = await page.receive_json_from(timeout=3)
+    assert row_ids(caught_up) == [a2, c0]  # one last ID (b1) would have lost a2
+    assert caught_up["positions"] == {"m:a": a2, "m:c": c0}
+    await page.disconnect()
+
+
+async def test_a_resume_that_never_comes_starts_from_now(r, staff, monkeypatch) -> None:
+    monkeypatch.setattr(consumers, "RESUME_WAIT", 0.2)
+    a0 = r.xadd("m:a", {"n": "a0"}).decode()
+    page = WebsocketCommunicator(TailConsumer.as_asgi(), "/ws/tail/?pattern=m:*&resume=1")
+    page.scope["user"] = staff
+    assert (await page.connect())[0]
+    assert await page.receive_json_from(timeout=3) == {"type": "live", "positions": {"m:a": a0}}
+    a1 = r.xadd("m:a", {"n": "a1"}).decode()
+    assert row_ids(await page.receive_json_from(timeout=3)) == [a1]
+    await page.disconnect()

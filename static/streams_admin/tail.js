@@ -1,5 +1,6 @@
 // Live tail: rows arrive over a websocket, newest on top; pause keeps counting, reconnect
-// resumes after the last ID shown so nothing is missed or shown twice.
+// resumes where the page was (one stream: after the last ID; a firehose: each stream after
+// its own position) so nothing is missed or shown twice.
 (function () {
   "use strict";
   const table = document.getElementById("tail");
@@ -13,6 +14,7 @@
   const rate = document.getElementById("tail-rate");
   const empty = document.getElementById("tail-empty");
   let lastId = null, paused = false, held = [], heldCount = 0, retry = 500, socket = null;
+  let positions = null;  // a firehose: stream token -> the ID it was read up to
   const arrivals = [];  // [time, entries read] over the last 5 s
 
   // Entry IDs compared as Redis does ("ms-seq", each part a 64-bit number kept as text).
@@ -63,9 +65,11 @@
     const msg = JSON.parse(event.data);
     if (msg.type === "live") {
       state.textContent = "live"; state.className = "badge ok"; retry = 500;
+      if (msg.positions) positions = Object.assign(positions || {}, msg.positions);
     } else if (msg.type === "entries") {
       socket.send(JSON.stringify({ack: msg.seq}));
       lastId = msg.last_id;
+      if (msg.positions) Object.assign(positions, msg.positions);
       arrivals.push([Date.now(), msg.read]);
       if (paused) {
         held.push(...msg.rows);
@@ -86,16 +90,17 @@
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    let query = table.dataset.wsQuery;
-    if (lastId) {
-      const params = new URLSearchParams(query);
-      params.delete("from");
-      params.set("after", lastId);
-      query = params.toString();
-    }
-    socket = new WebSocket(`${scheme}://${location.host}/ws/tail/?${query}`);
+    const params = new URLSearchParams(table.dataset.wsQuery);
+    const resume = positions;
+    if (resume || lastId) params.delete("from");
+    if (resume) params.set("resume", "1");
+    else if (lastId) params.set("after", lastId);
+    socket = new WebSocket(`${scheme}://${location.host}/ws/tail/?${params}`);
     // "live" comes from the server once it reads every stream: entries added from then on show.
-    socket.onopen = () => { state.textContent = "connecting…"; state.className = "badge"; };
+    socket.onopen = () => {
+      state.textContent = "connecting…"; state.className = "badge";
+      if (resume) socket.send(JSON.stringify({resume}));
+    };
     socket.onmessage = onMessage;
     socket.onclose = () => {
       if (state.className !== "badge bad") { state.textContent = "reconnecting…"; state.className = "badge warn"; }

@@ -3,6 +3,7 @@ the overview's counts move without a reload."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -74,3 +75,34 @@ def test_firehose_keeps_rows_of_several_streams_newest_on_top(
     expect(rows).to_have_count(30)
     shown = [rows.nth(i).get_attribute("data-id") for i in range(30)]
     assert shown == written[::-1]
+
+
+def test_firehose_reconnects_and_resumes_every_stream(
+    page, dashboard, redis_client: redis.Redis  # noqa: F811
+) -> None:
+    for key in ("rc:a", "rc:b"):
+        redis_client.xadd(key, {"n": "seed"})
+    sockets, from_page = [], []
+
+    def through(ws) -> None:  # a real connection to Daphne that the test can cut
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: (from_page.append(message), server.send(message)))
+        sockets.append((ws, server))
+
+    page.route_web_socket(re.compile(r"/ws/tail/"), through)
+    log_in(page, dashboard)
+    page.goto("/tail/?pattern=rc:*")
+    expect(page.locator("#tail-state")).to_have_text("live")
+    written = [redis_client.xadd(key, {"n": "before"}).decode() for key in ("rc:a", "rc:b")]
+    rows = page.locator("#tail-rows tr")
+    expect(rows).to_have_count(2)
+
+    ws, server = sockets[-1]
+    server.close()
+    ws.close()  # the connection drops; the page reconnects by itself
+    written += [redis_client.xadd(key, {"n": "away"}).decode() for key in ("rc:b", "rc:a", "rc:b")]
+    expect(rows).to_have_count(5)
+    assert len(sockets) == 2
+    assert [rows.nth(i).get_attribute("data-id") for i in range(5)] == written[::-1]
+    assert any('"resume"' in message for message in from_page)  # each stream's own position
+    expect(page.locator("#tail-state")).to_have_text("live")

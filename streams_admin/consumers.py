@@ -92,6 +92,7 @@ class TailConsumer(JsonConsumer):
 
     viewer: Viewer
     task: asyncio.Task[None] | None = None
+    resumed: asyncio.Future[dict[bytes, str]] | None = None  # resume=1: the page's positions
 
     async def connect(self) -> None:
         if not _staff(self.scope):
@@ -112,7 +113,6 @@ class TailConsumer(JsonConsumer):
         self.in_flight_bytes = 0
         self.window = asyncio.Event()
         self.window.set()
-        self.resumed: asyncio.Future[dict[bytes, str]] | None = None
         if self.options.resume:
             self.resumed = asyncio.get_running_loop().create_future()
         self.task = asyncio.create_task(self.run())

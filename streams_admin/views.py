@@ -104,6 +104,9 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
                "event_type": names.show(key[len(prefix):]) if key.startswith(prefix) else "",
                "at": q.get("at", ""), "error": error, "server": server,
                "match": match, "form": {name: q.get(name, "") for name in FILTER_PARAMS},
+               "tail_query": urlencode({
+                   **({"after": info.last_id} if info.last_id and info.length else {}),
+                   **{name: q[name] for name in FILTER_PARAMS if q.get(name)}}),
                "preview_chars": conf.get("PREVIEW_CHARS")}
     return _render(request, "streams_admin/stream.html", "entries", context)
 

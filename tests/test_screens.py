@@ -210,6 +210,9 @@ def test_search_by_event_type_and_field_fills_pages(viewer_client, scenario) -> 
     assert len(table(placed, 1)) == 20 and "(a full page)" in placed.decode()
     rest = viewer_client.get("/streams/orders/" + link(placed, "Search older →")).content
     assert len(table(rest, 1)) == 10
+    tail = link(placed, "Live tail")  # the tail goes on live with the same filters
+    newest = scenario.xrevrange("orders", count=1)[0][0].decode()
+    assert "type=order.placed" in tail and f"after={newest}" in tail
     nothing = viewer_client.get("/streams/orders/?type=nope").content.decode()
     assert "No entries match here." in nothing and "Searched 32 entries" in nothing
 

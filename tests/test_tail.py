@@ -124,18 +124,18 @@ async def test_firehose_rows_from_several_streams_come_in_id_order(r, staff) -> 
     r.xadd("m:a", {"n": "seed"})
     r.xadd("m:b", {"n": "seed"})
     tail = await open_tail(staff, "pattern=m:*")
-    for n in range(consumers.WINDOW):  # fill the page's window, one frame each, no ack
-        r.xadd("m:a", {"n": f"w{n}"})
-        await asyncio.sleep(0.08)
     unacked = []
-    while not await tail.receive_nothing(timeout=0.5):
-        unacked.append(await tail.receive_json_from())
-    assert len(unacked) == consumers.WINDOW
+    for n in range(consumers.WINDOW):  # fill the page's window, one message each, no ack
+        r.xadd("m:a", {"n": f"w{n}"})
+        unacked.append(await tail.receive_json_from(timeout=3))
     written = []  # alternating streams: frames from both readers wait in the queue
     for n in range(8):
         written.append(r.xadd("m:a" if n % 2 else "m:b", {"n": str(n)}).decode())
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.3)
+    readers = consumers.hub().readers
+    async with asyncio.timeout(3):  # until both readers have queued everything for the page
+        while {readers[b"m:a"].last_id, readers[b"m:b"].last_id} != set(written[-2:]):
+            await asyncio.sleep(0.01)
     await tail.send_json_to({"ack": unacked[-1]["seq"]})
     rest = await drain(tail)
     assert len(rest) == 1  # one message, merged from several frames of two streams

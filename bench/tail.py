@@ -896,6 +896,8 @@ def main() -> int:
                              "logs, in DIR")
     args = parser.parse_args()
     if args.py_spy:
+        if not (Path(sys.executable).parent / "py-spy").exists():
+            parser.error("--py-spy needs py-spy in the venv: .venv/bin/pip install py-spy")
         Path(args.py_spy).mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     n = args.viewers

@@ -10,7 +10,8 @@ import pytest
 
 from tests.redis_server import free_port
 
-PAGES = ["/", "/streams/s/", "/streams/s/groups/g/", "/streams/s/entries/1-0/"]
+PAGES = ["/", "/streams/s/", "/streams/s/?q=x", "/streams/s/groups/g/", "/streams/s/entries/1-0/",
+         "/tail/", "/dead-letters/"]
 
 
 @pytest.mark.parametrize("url", PAGES)

@@ -14,7 +14,7 @@ from typing import Any
 
 from streams_admin import conf, names
 from streams_admin.redis import Server, client
-from streams_admin.streams import StreamInfo, group_from, scan_streams, stream_infos
+from streams_admin.streams import StreamInfo, count_lags, group_from, scan_streams, stream_infos
 from streams_admin.values import human_duration, text_id
 
 SORTS: dict[str, Callable[[StreamInfo], Any]] = {
@@ -108,7 +108,7 @@ def overview(server: Server, *, query: str = "", sort: str = "name", desc: bool 
     page = min(max(page, 1), pages)
     page_keys = [s.key for s in shown[(page - 1) * per_page : page * per_page]]
     return Overview(
-        streams=tuple(info for info in stream_infos(page_keys, server) if info is not None),
+        streams=tuple(count_lags([i for i in stream_infos(page_keys, server) if i is not None])),
         matched=len(shown),
         scanned=len(infos),
         truncated=truncated,

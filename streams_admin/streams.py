@@ -69,16 +69,14 @@ class StreamInfo:
 
     @property
     def worst_lag(self) -> int | None:
-        known = [group.lag for group in self.groups if group.lag is not None]
-        return max(known) if known else None
+        worst = self.worst_group
+        return worst.lag if worst else None
 
     @property
-    def lag_unknown_count(self) -> int:
-        return sum(group.lag is None for group in self.groups)
-
-    @property
-    def lag_unknown(self) -> bool:
-        return self.lag_unknown_count > 0
+    def worst_group(self) -> Group | None:
+        """The group with the highest lag known (Redis's or counted)."""
+        known = [group for group in self.groups if group.lag is not None]
+        return max(known, key=lambda group: group.lag or 0) if known else None
 
 
 def server() -> Server:
@@ -153,23 +151,33 @@ def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
 
 
 def stream(key: bytes, server: Server) -> StreamInfo:
-    """One stream; a group whose lag Redis cannot give gets it counted (LAG_COUNT_LIMIT)."""
     info = stream_infos([key], server)[0]
     if info is None:
         raise NotFound(key)
-    unknown = [g for g in info.groups if g.lag is None]
+    return count_lags([info])[0]
+
+
+def count_lags(infos: list[StreamInfo]) -> list[StreamInfo]:
+    """The streams with each lag Redis cannot give (deletions past the group's position, or
+    Redis < 7) counted inside Redis, up to LAG_COUNT_LIMIT: one round trip for them all."""
+    unknown = [(i, g) for i, info in enumerate(infos) for g in info.groups if g.lag is None]
     if not unknown:
-        return info
+        return infos
     limit = conf.get("LAG_COUNT_LIMIT")
     pipe = client().pipeline(transaction=False)
-    for g in unknown:
-        pipe.eval(COUNT_AFTER, 1, key, g.last_delivered_id, limit)
-    counts = dict(zip((g.name for g in unknown), pipe.execute(), strict=True))
-    return replace(info, groups=tuple(
-        replace(g, lag=counts[g.name], lag_counted=counted(counts[g.name], limit),
-                lag_note=f"Counted by the dashboard, up to {limit:,}: the entries after the "
-                         f"last-delivered ID. {g.lag_note}.")
-        if g.name in counts else g for g in info.groups))
+    for i, g in unknown:
+        pipe.eval(COUNT_AFTER, 1, infos[i].key, g.last_delivered_id, limit)
+    counts = {(i, g.name): n for (i, g), n in zip(unknown, pipe.execute(), strict=True)}
+    note = f"Counted by the dashboard, up to {limit:,}: the entries after the last-delivered ID."
+
+    def with_count(i: int, g: Group) -> Group:
+        if (i, g.name) not in counts:
+            return g
+        n = counts[i, g.name]
+        return replace(g, lag=n, lag_counted=counted(n, limit), lag_note=f"{note} {g.lag_note}.")
+
+    return [replace(info, groups=tuple(with_count(i, g) for g in info.groups))
+            for i, info in enumerate(infos)]
 
 
 # Entries after an ID (exclusive), counted in Redis up to a limit: no entry leaves it.

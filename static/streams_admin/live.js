@@ -17,8 +17,9 @@
         set(scope, "length", s.length);
         set(scope, "pending", s.pending);
         set(scope, "rate", s.rate === null ? null : s.rate + "/s");
-        const lags = Object.values(s.groups).map((g) => g.lag).filter((l) => l !== null);
-        if (lags.length) set(scope, "worst-lag", Math.max(...lags));
+        // A lag Redis cannot give is counted only when the page loads: keep that figure.
+        const lags = Object.values(s.groups).map((g) => g.lag);
+        if (lags.length && !lags.includes(null)) set(scope, "worst-lag", Math.max(...lags));
         for (const [group, g] of Object.entries(s.groups)) {
           scope.querySelectorAll(`[data-group="${CSS.escape(group)}"]`).forEach((gscope) => {
             set(gscope, "group-pending", g.pending);

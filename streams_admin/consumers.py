@@ -48,6 +48,11 @@ def hub() -> Hub:
     return _hubs[loop]
 
 
+def _by_token(positions: dict[bytes, str]) -> dict[str, str]:
+    """Positions as the page keeps them: {stream token: ID}."""
+    return {names.to_token(key): at for key, at in positions.items()}
+
+
 def _positions(sent: dict[Any, Any]) -> dict[bytes, str]:
     """A page's {stream token: entry ID}; anything malformed is left out."""
     out: dict[bytes, str] = {}
@@ -164,7 +169,7 @@ class TailConsumer(JsonConsumer):
             return
         live: dict[str, Any] = {"type": "live"}  # every reader is in place: nothing is missed
         if self.options.pattern:
-            live["positions"] = {names.to_token(key): at for key, at in starts.items()}
+            live["positions"] = _by_token(starts)
         await self.send_json(live)
         await self.send_backlog(backlog)
         loop = asyncio.get_running_loop()
@@ -243,8 +248,7 @@ class TailConsumer(JsonConsumer):
         where = ""
         if self.options.pattern:
             positions = positions or {frame.key: frame.last_id for frame in frames}
-            tokens = {names.to_token(key): at for key, at in positions.items()}
-            where = f'"positions": {json.dumps(tokens)}, '
+            where = f'"positions": {json.dumps(_by_token(positions))}, '
         text = (f'{{"type": "entries", "seq": {self.sent}, "rows": [{rows}], {where}'
                 f'"last_id": {json.dumps(last_id)}, "read": {read}}}')
         self.in_flight.append((self.sent, len(text)))

@@ -96,12 +96,11 @@ def true_lag(lag: int | None, last_delivered_id: str, first_id: str | None,
     return length, max(0, lag - length)
 
 
-def group_from(raw: dict, server: Server, first_id: str | None = None,
-               length: int | None = None) -> Group:
+def group_from(raw: dict, server: Server, first_id: str | None, length: int) -> Group:
+    """A group of XINFO GROUPS, its lag as true_lag makes it (the stream's first ID and
+    length)."""
     last_delivered = text_id(raw["last-delivered-id"]) or "0-0"
-    lag, trimmed = raw.get("lag"), 0
-    if length is not None:
-        lag, trimmed = true_lag(lag, last_delivered, first_id, length)
+    lag, trimmed = true_lag(raw.get("lag"), last_delivered, first_id, length)
     note = "" if lag is not None else (LAG_UNKNOWN if server.has_lag else LAG_NOT_SUPPORTED)
     return Group(
         name=raw["name"],

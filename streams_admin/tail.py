@@ -51,10 +51,9 @@ class Frame:
 
     def only(self, entries: tuple[Entry, ...], keep: Callable[[Entry], bool]) -> Frame:
         """This frame with just the rows of the entries `keep` lets through."""
-        kept = [i for i, entry in enumerate(entries) if keep(entry)]
-        rows = tuple(self.rows[i] for i in kept)
-        return Frame(rows, tuple(self.order[i] for i in kept), self.last_id, self.read,
-                     self.key, sum(map(len, rows)))
+        kept = [(entry, row) for entry, row in zip(entries, self.rows, strict=True) if keep(entry)]
+        return Frame.of(tuple(entry for entry, _ in kept), tuple(row for _, row in kept),
+                        self.last_id, self.read, self.key)
 
     @cached_property
     def joined(self) -> str:

@@ -16,7 +16,7 @@ from streams_admin.operations import ActionError
 from streams_admin.operations import groups as group_ops
 from streams_admin.operations import pending as pending_ops
 from streams_admin.operations import streams as stream_ops
-from streams_admin.pending import group_detail
+from streams_admin.pending import GroupDetail, group_detail
 from streams_admin.views import screen
 
 
@@ -149,8 +149,13 @@ def requeue(request: HttpRequest, info: streams.StreamInfo, key: bytes,
         error = str(exc)
     detail = group_detail(info, streams.group(info, group))
     return {"kind": "requeue", "ids": ids, "reach": reach, "error": error, "after": after,
-            "retry": retry, "consumers": [c.name for c in detail.consumers or ()],
+            "retry": retry, "consumers": _claim_targets(detail),
             "typed": names.show(group)}
+
+
+def _claim_targets(detail: GroupDetail) -> list[bytes]:
+    """The group's consumers, the likeliest alive first: holding least, then idle least."""
+    return [c.name for c in sorted(detail.consumers or (), key=lambda c: (c.pending, c.idle_ms))]
 
 
 @confirmable(actions.ADMINISTER, actions.delete_entries)

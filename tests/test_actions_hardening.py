@@ -13,7 +13,9 @@ import pytest
 import redis
 from django.urls import reverse
 
+from streams_admin import demo
 from streams_admin.models import AuditEntry
+from streams_admin.redis import client
 from tests.html import table
 from tests.redis_server import free_port
 
@@ -260,3 +262,17 @@ def test_publish_with_redis_down_answers_fast(admin_client, settings) -> None:
     assert time.monotonic() - started < 5  # the bus's own retry took 11 s here
     assert "Redis is not answering" in text(page)
     assert '{}' in page.content.decode() and last_audit().ok is False
+
+
+def test_the_demo_has_dead_letters_to_redrive(admin_client, r) -> None:
+    demo.seed(client())  # the dashboard's client, as `manage.py demo_data` uses it
+    dead = b"agent:stream:deadletter:document.processed"
+    stream = b"agent:stream:document.processed"
+    letters = r.xrange(dead)
+    assert len(letters) == 5 and {f[b"original_stream"] for _, f in letters} == {stream}
+    page = admin_client.get(reverse("streams_admin:dead-letters") + f"?key={dead.decode()}")
+    assert "TimeoutError: parser timeout" in text(page)
+    length = r.xlen(stream)
+    admin_client.post(reverse("streams_admin:redrive", args=[dead]), {"all": "1"})
+    assert r.xlen(dead) == 0 and r.xlen(stream) == length + 5
+    assert last_audit().arguments["targets"] == {stream.decode(): 5}

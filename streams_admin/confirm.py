@@ -19,6 +19,9 @@ from streams_admin.operations import streams as stream_ops
 from streams_admin.pending import GroupDetail, group_detail
 from streams_admin.views import screen
 
+RETRY_URL_CHARS = 4000  # a refused confirmation's way back; longer URLs some proxies refuse
+PREVIEW_ROWS = 100  # selected entries listed one by one; the counts cover all of them
+
 
 def confirmable(permission: str, post: Callable[..., HttpResponse]
                 ) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., HttpResponse]]:
@@ -135,9 +138,6 @@ def _selection(request: HttpRequest) -> tuple[list[str], str, str]:
     return ids, after, retry if len(retry) <= RETRY_URL_CHARS else after
 
 
-RETRY_URL_CHARS = 4000  # longer URLs are refused by some proxies
-
-
 @confirmable(actions.OPERATE, actions.requeue)
 def requeue(request: HttpRequest, info: streams.StreamInfo, key: bytes,
             group: bytes) -> dict[str, Any]:
@@ -173,6 +173,3 @@ def delete_entries(request: HttpRequest, info: streams.StreamInfo,
             "pending": sum(bool(r.pending_in) for r in risks if r.exists),
             "unread": sum(bool(r.unread_by) for r in risks),
             "typed": names.show(key)}
-
-
-PREVIEW_ROWS = 100  # selected entries listed one by one; the counts cover all of them

@@ -128,8 +128,8 @@ def _claim_from(key: bytes, group: bytes, source: bytes, to: bytes, min_idle_ms:
 
 @dataclass(frozen=True)
 class CopyReach:
-    """Another group of the stream, and how many of the selected entries it already read:
-    a requeued copy is a new entry, so it delivers those again."""
+    """Another group of the stream, and how many of the selected entries it is already past
+    (delivered them, or started after them): a requeued copy is a new entry it gets too."""
 
     group: bytes
     already_read: int

@@ -269,8 +269,9 @@ def _redriven(moved: list[str], skipped: int, refused: dict[str, int],
     notes = [f"{plural(skipped, 'entry')} skipped: gone, or no original_stream field"] \
         if skipped else []
     if refused:
-        notes.append(f"{plural(sum(refused.values()), 'entry', 'entries')} refused: "
-                     f"{', '.join(sorted(refused))} is outside the streams this dashboard "
+        verb = "is" if len(refused) == 1 else "are"
+        notes.append(f"{plural(sum(refused.values()), 'entry')} refused: "
+                     f"{', '.join(sorted(refused))} {verb} outside the streams this dashboard "
                      f"covers ({conf.get('KEY_PATTERN')}); left in the dead-letter stream")
     where = f" to {', '.join(sorted(targets))}" if targets else ""
     return Outcome((bool(moved) or not skipped) and not refused,

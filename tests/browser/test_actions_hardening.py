@@ -66,6 +66,12 @@ def test_requeue_names_the_other_groups_and_offers_a_claim(  # noqa: F811
     expect(targets).to_have_count(1)  # the source is not among the targets
     expect(targets).to_have_text(re.compile(r"^live \(idle "))
 
+    page.goto(f"/streams/{stream}/groups/ship/")  # no filter: choosing the source hides it
+    claim_all.locator("select[name=to_token]").select_option("dead")
+    claim_all.locator("select[name=from]").select_option(label="dead (6)")
+    expect(claim_all.locator("select[name=to_token] option[value=dead]")).to_be_disabled()
+    expect(claim_all.locator("select[name=to_token]")).to_have_value("live")
+
     for entry_id in ids[2:4]:
         page.get_by_role("checkbox", name=f"select {entry_id}").check()
     page.get_by_role("button", name="Requeue…").click()

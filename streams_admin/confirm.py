@@ -93,7 +93,10 @@ def set_id(request: HttpRequest, info: streams.StreamInfo, key: bytes,
 def _skipping(key: bytes, group: bytes, group_info: streams.Group,
               preview: group_ops.LagPreview | None) -> dict[str, Any]:
     """Whether the move jumps over unread entries, and how many (the lag it loses)."""
-    if preview is None or not group_ops.skips(key, group, preview.position):
+    try:
+        if preview is None or not group_ops.skips(key, group, preview.position):
+            return {"skips": False}
+    except ActionError:  # the group went meanwhile: the action will say so
         return {"skips": False}
     known = group_info.lag is not None and not preview.at_least
     return {"skips": True, "skipped": max(0, group_info.lag - preview.lag) if known else None,

@@ -58,7 +58,7 @@ def _refuse(request: HttpRequest, name: str, kwargs: dict[str, Any], why: str) -
 def action(name: str, permission: str) -> Callable[..., Callable[..., HttpResponse]]:
     """POST only; refused (403, audited) in read-only mode or without the permission."""
 
-    def decorate(view: Callable[..., Outcome]) -> Callable[..., HttpResponse]:
+    def decorate(view: Callable[..., Outcome | HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
             if conf.get("READ_ONLY"):
@@ -70,6 +70,8 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
             except params.BadParam as exc:
                 _record(request, name, kwargs, str(exc))
                 outcome = Outcome(False, str(exc))
+            if isinstance(outcome, HttpResponse):  # the view answered itself (a form again)
+                return outcome
             return respond(request, outcome, kwargs)
 
         return screen(require_POST(wrapper))
@@ -166,7 +168,8 @@ def claim_idle(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
 
 @action("requeue", OPERATE)
 def requeue(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
-    return pending_ops.requeue(actor(request), key, group, selected(request))
+    return pending_ops.requeue(actor(request), key, group, selected(request),
+                               request.POST.get("confirm", ""))
 
 
 @action("dead-letter", OPERATE)
@@ -185,11 +188,32 @@ def ack_matching(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
         min_idle_ms=idle_ms(request, "idle"), after=params.entry_id(request.POST.get("after")))
 
 
+PUBLISH_FIELDS = ("event_type", "data", "correlation_id")
+
+
+@screen
+def publish(request: HttpRequest) -> HttpResponse:
+    """GET: the form on a page of its own; POST: publish (see publish_event)."""
+    if request.method == "POST":
+        return publish_event(request)
+    if not may(request.user, OPERATE):
+        raise PermissionDenied("You may not do this.")
+    form = {name: request.GET.get(name, "") for name in PUBLISH_FIELDS}
+    return render(request, "streams_admin/publish.html", {"form": form, "error": ""})
+
+
 @action("publish", OPERATE)
-def publish(request: HttpRequest) -> Outcome:
-    return stream_ops.publish(actor(request), request.POST.get("event_type", ""),
-                              request.POST.get("data", ""),
-                              request.POST.get("correlation_id", ""))
+def publish_event(request: HttpRequest) -> Outcome | HttpResponse:
+    p = request.POST
+    outcome = stream_ops.publish(actor(request), p.get("event_type", ""), p.get("data", ""),
+                                 p.get("correlation_id", ""))
+    if outcome.ok:
+        return outcome
+    # Refused (bad JSON, no type, Redis down): the form again, with what was typed.
+    htmx = getattr(request, "htmx", False)
+    return render(request, "streams_admin/publish.html" + ("#form" if htmx else ""),
+                  {"form": {name: p.get(name, "") for name in PUBLISH_FIELDS},
+                   "error": outcome.message}, status=200 if htmx else 400)
 
 
 @action("create-group", OPERATE)
@@ -207,7 +231,8 @@ def create_consumer(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
 @action("redrive", OPERATE)
 def redrive(request: HttpRequest, key: bytes) -> Outcome:
     if request.POST.get("all"):
-        return stream_ops.redrive_all(actor(request), key)
+        return stream_ops.redrive_all(actor(request), key,
+                                      params.entry_id(request.POST.get("after")))
     return stream_ops.redrive(actor(request), key, selected(request))
 
 
@@ -216,7 +241,8 @@ def redrive(request: HttpRequest, key: bytes) -> Outcome:
 
 @action("set-id", ADMINISTER)
 def set_id(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
-    return group_ops.set_group_id(actor(request), key, group, request.POST.get("position", ""))
+    return group_ops.set_group_id(actor(request), key, group, request.POST.get("position", ""),
+                                  request.POST.get("confirm", ""))
 
 
 @action("destroy-group", ADMINISTER)
@@ -241,7 +267,8 @@ def trim(request: HttpRequest, key: bytes) -> Outcome:
 
 @action("delete-entries", ADMINISTER)
 def delete_entries(request: HttpRequest, key: bytes) -> Outcome:
-    return stream_ops.delete_entries(actor(request), key, selected(request))
+    return stream_ops.delete_entries(actor(request), key, selected(request),
+                                     request.POST.get("confirm", ""))
 
 
 @action("delete-stream", ADMINISTER)

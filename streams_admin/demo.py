@@ -106,6 +106,7 @@ def seed(r: redis.Redis) -> list[str]:
         _group(r, key, "search-indexer")
         _consume(r, key, "search-indexer", "indexer-1", 2000, ack=True)
         made.append(key)
+        made += _dead_letters(r, key)
     for event_type, count in (("query.completed", 250), ("notification.sent", 400)):
         if _fill(r, event_type, count, hour):
             _group(r, PREFIX + event_type, "agent-group")
@@ -113,6 +114,31 @@ def seed(r: redis.Redis) -> list[str]:
             made.append(PREFIX + event_type)
     made += _responses(r) + _hostile(r)
     return made
+
+
+def _dead_letters(r: redis.Redis, key: str) -> list[str]:
+    """What the bus's worker leaves after giving up on the failed documents: the entry's own
+    fields plus why, as the bus writes them (the Dead letters screen re-drives them)."""
+    dead = PREFIX + "deadletter:document.processed"
+    if r.exists(dead):
+        return []
+    entries = [(entry_id, _as_dict(fields)) for entry_id, fields in r.xrange(key, count=100)]
+    failed = [(entry_id, fields) for entry_id, fields in entries
+              if b'"failed"' in fields.get(b"data", b"")][:5]
+    for entry_id, fields in failed:
+        r.xadd(dead, {**fields, b"error": b"TimeoutError: parser timeout",
+                      b"reason": b"max_deliveries", b"delivery_count": b"5",
+                      b"original_stream": key.encode(), b"original_id": entry_id,
+                      b"group": b"analytics-group", b"consumer": b"analytics-1",
+                      b"dead_lettered_at": datetime.now(UTC).isoformat()})
+    return [dead] if failed else []
+
+
+def _as_dict(fields: dict[bytes, bytes] | list[bytes]) -> dict[bytes, bytes]:
+    # The dashboard's client keeps XRANGE's raw [name, value, ...] pairs; a plain one, dicts.
+    if isinstance(fields, dict):
+        return fields
+    return dict(zip(fields[::2], fields[1::2], strict=True))
 
 
 def _responses(r: redis.Redis) -> list[str]:

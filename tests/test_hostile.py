@@ -78,7 +78,7 @@ def test_long_values_are_cut_with_show_all(viewer_client, r) -> None:
 
 def test_demo_data_renders_everywhere_and_is_idempotent(viewer_client, r) -> None:
     made = demo.seed(r)
-    assert len(made) == 7 and demo.seed(r) == []
+    assert len(made) == 8 and demo.seed(r) == []
     for key in r.scan_iter(_type="stream"):
         page = viewer_client.get(reverse("streams_admin:stream", args=[key]))
         assert page.status_code == 200, key

@@ -59,15 +59,31 @@ def preview_set_id(key: bytes, text: str) -> LagPreview:
     return LagPreview(position, count, bool(capped), read)
 
 
-def set_group_id(actor: Actor, key: bytes, group: bytes, text: str) -> Outcome:
+def skips(key: bytes, group: bytes, position: str) -> bool:
+    """Does moving the group to position jump over entries it has not read yet? One bounded
+    XRANGE: is there an entry after its last-delivered ID, up to the new position?"""
+    r = client()
+    last = next((g["last-delivered-id"].decode() for g in r.xinfo_groups(key)
+                 if g["name"] == group), None)
+    if last is None:
+        raise ActionError("That consumer group does not exist any more (destroyed meanwhile?).")
+    end = "+" if position == "$" else "-" if position == "0" else position
+    return end != "-" and bool(r.xrange(key, f"({last}", end, count=1))
+
+
+def set_group_id(actor: Actor, key: bytes, group: bytes, text: str, confirm: str = "") -> Outcome:
     def work() -> Outcome:
         preview = preview_set_id(key, text)
+        skipping = skips(key, group, preview.position)
+        if skipping and confirm != names.show(group):
+            raise ActionError(f"That position skips entries group {names.show(group)} has not "
+                              "read yet: type the group's name exactly to move it anyway.")
         extra = {"entries_read": preview.entries_read} if preview.entries_read is not None else {}
         client().xgroup_setid(key, group, preview.position, **extra)
         lag = f"{'at least ' if preview.at_least else ''}{preview.lag:,}"
         return Outcome(True, f"Group {names.show(group)} now reads after {preview.position}; "
                        f"lag {lag}.", 1, details={"position": preview.position,
-                                                  "lag": preview.lag})
+                                                  "lag": preview.lag, "skipped": skipping})
 
     return audited(actor, "set-id", key, work, group=group, arguments={"to": text})
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streams_admin import conf, names
 from streams_admin.operations import (
+    ActionError,
     Actor,
     Outcome,
     audited,
@@ -16,7 +18,7 @@ from streams_admin.operations import (
 )
 from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE, script
 from streams_admin.redis import client
-from streams_admin.values import parse_entry
+from streams_admin.values import id_key, parse_entry
 
 
 def ack(actor: Actor, key: bytes, group: bytes, ids: list[str]) -> Outcome:
@@ -124,13 +126,38 @@ def _claim_from(key: bytes, group: bytes, source: bytes, to: bytes, min_idle_ms:
     return Outcome(True, f"Claimed {plural(done, 'entry')} so far…", done, cursor=after)
 
 
-def requeue(actor: Actor, key: bytes, group: bytes, ids: list[str]) -> Outcome:
-    """Append a copy (with requeued_from and requeue_count) and ack the original, atomically."""
+@dataclass(frozen=True)
+class CopyReach:
+    """Another group of the stream, and how many of the selected entries it is already past
+    (delivered them, or started after them): a requeued copy is a new entry it gets too."""
+
+    group: bytes
+    already_read: int
+
+
+def requeue_reach(key: bytes, group: bytes, ids: list[str]) -> tuple[CopyReach, ...]:
+    chosen = check_ids(ids)
+    reach = []
+    for g in client().xinfo_groups(key):
+        if g["name"] != group:
+            last = id_key(g["last-delivered-id"].decode())
+            reach.append(CopyReach(g["name"], sum(id_key(i) <= last for i in chosen)))
+    return tuple(reach)
+
+
+def requeue(actor: Actor, key: bytes, group: bytes, ids: list[str], confirm: str = "") -> Outcome:
+    """Append a copy (with requeued_from and requeue_count) and ack the original, atomically.
+    Every group of the stream gets the copy: with other groups, the group's name is typed."""
 
     def work() -> Outcome:
+        chosen = check_ids(ids)
+        if requeue_reach(key, group, chosen) and confirm != names.show(group):
+            raise ActionError("Other groups read this stream and will get the copies too: "
+                              "type the group's name exactly to requeue anyway, or claim "
+                              "the entries to a consumer of this group instead.")
         run = script(REQUEUE)
         new, stale, gone = [], 0, 0
-        for entry_id in check_ids(ids):
+        for entry_id in chosen:
             answer = run(keys=[key], args=[group, entry_id])
             if answer == 0:
                 stale += 1

@@ -6,10 +6,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync
-
 from streams_admin import conf, names, params
-from streams_admin.bus import EventBus
+from streams_admin.bus import BusConfig, envelope
+from streams_admin.bus.coalesce import xadd
+from streams_admin.bus.envelope import Keys
 from streams_admin.operations import (
     ActionError,
     Actor,
@@ -21,7 +21,7 @@ from streams_admin.operations import (
 )
 from streams_admin.operations.scripts import COUNT_PENDING, COUNT_RANGE, ID_AT, REDRIVE, script
 from streams_admin.redis import client
-from streams_admin.values import ID_RE
+from streams_admin.values import ID_RE, id_key
 
 COUNT_LIMIT = 1_000_000  # a preview counts this far, then says "at least"
 DEAD_LETTER_FIELDS = (b"error", b"reason", b"delivery_count", b"original_stream",
@@ -117,13 +117,61 @@ def trim(actor: Actor, key: bytes, strategy: str, text: str, approximate: bool,
         "override": override})
 
 
-def delete_entries(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
+MAX_SELECTED = 500  # entries one delete may name: the largest page of entries
+
+
+@dataclass(frozen=True)
+class EntryRisk:
+    id: str
+    exists: bool
+    pending_in: tuple[bytes, ...]  # groups that have it pending (delivered, not acked)
+    unread_by: tuple[bytes, ...]  # groups that have not read it yet
+
+
+def check_selection(ids: list[str]) -> list[str]:
+    chosen = check_ids(ids)
+    if len(chosen) > MAX_SELECTED:
+        raise ActionError(f"Select at most {MAX_SELECTED:,} entries at a time.")
+    return chosen
+
+
+def preview_delete(key: bytes, ids: list[str]) -> tuple[EntryRisk, ...]:
+    """Which selected entries exist, and which groups still need each: one round trip of
+    (groups + 1) commands per entry, for at most MAX_SELECTED entries."""
+    chosen = check_selection(ids)
+    r = client()
+    groups = [(g["name"], g["last-delivered-id"].decode()) for g in r.xinfo_groups(key)]
+    pipe = r.pipeline(transaction=False)
+    for entry_id in chosen:
+        pipe.xrange(key, entry_id, entry_id, count=1)
+        for name, _ in groups:
+            pipe.xpending_range(key, name, entry_id, entry_id, 1)
+    replies = iter(pipe.execute())
+    risks = []
+    for entry_id in chosen:
+        exists = bool(next(replies))
+        pending = tuple(name for name, _ in groups if next(replies))
+        unread = tuple(name for name, last in groups if id_key(entry_id) > id_key(last))
+        risks.append(EntryRisk(entry_id, exists, pending, unread if exists else ()))
+    return tuple(risks)
+
+
+def delete_entries(actor: Actor, key: bytes, ids: list[str], confirm: str) -> Outcome:
+    """XDEL after the preview: what some group still needs is never delivered to it again."""
+
     def work() -> Outcome:
-        chosen = check_ids(ids)
+        chosen = check_selection(ids)
+        if confirm != names.show(key):
+            raise ActionError("Type the stream's name exactly to delete the selected entries.")
+        risks = preview_delete(key, chosen)
         deleted = sum(client().xdel(key, *part) for part in chunks(chosen, 1000))
         note = f"; {plural(len(chosen) - deleted, 'was', 'were')} already gone" \
             if deleted < len(chosen) else ""
-        return Outcome(True, f"Deleted {plural(deleted, 'entry')}{note}.", deleted)
+        pending = sum(1 for risk in risks if risk.exists and risk.pending_in)
+        left = f" {plural(pending, 'of them was', 'of them were')} still pending: " \
+            "their pending records stay, with no data." if pending and deleted else ""
+        return Outcome(True, f"Deleted {plural(deleted, 'entry')}{note}.{left}", deleted,
+                       details={"pending": pending})
 
     return audited(actor, "delete-entries", key, work, ids=ids)
 
@@ -142,7 +190,8 @@ def delete_stream(actor: Actor, key: bytes, confirm: str) -> Outcome:
 
 
 def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Outcome:
-    """Publish through the bus, so the entry is exactly what services publish."""
+    """Publish the bus's envelope to the bus's stream for the type, so the entry is exactly
+    what services publish."""
     prefix = conf.get("BUS_PREFIX")
     key = f"{prefix}{event_type.strip()}".encode()
 
@@ -155,51 +204,80 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
             payload = json.loads(data or "null")
         except ValueError as exc:
             raise ActionError(f"The data is not valid JSON: {exc}.") from exc
-        event_id = async_to_sync(_publish)(event_type.strip(), payload,
-                                           correlation_id.strip() or None)
-        return Outcome(True, f"Published {event_type.strip()} event {event_id}.", 1,
-                       details={"event_id": event_id, "stream": names.to_token(key)})
+        fields = envelope.encode(event_type.strip(), payload,
+                                 correlation_id=correlation_id.strip() or None)
+        config = BusConfig.build(prefix=prefix)
+        # Through the dashboard's own client, not an EventBus: its fast timeouts and pool,
+        # where the bus would keep retrying a Redis that is down for publish_retry_s (10 s).
+        client().execute_command(*xadd(Keys(prefix).stream(event_type.strip()), fields,
+                                       config.maxlen))
+        return Outcome(True, f"Published {event_type.strip()} event {fields['event_id']}.", 1,
+                       details={"event_id": fields["event_id"], "stream": names.to_token(key)})
 
     return audited(actor, "publish", key, work,
                    arguments={"event_type": event_type, "correlation_id": correlation_id})
 
 
-async def _publish(event_type: str, payload: object, correlation_id: str | None) -> str:
-    bus = EventBus(redis_url=conf.redis_url(), prefix=conf.get("BUS_PREFIX"))
-    try:
-        return await bus.publish(event_type, payload, correlation_id=correlation_id)
-    finally:
-        await bus.aclose()
+def _dead_letters(key: bytes, ids: list[str]) -> list[tuple[str, bytes | None]]:
+    """Each dead letter's original stream (None: gone, or no original_stream field)."""
+    pipe = client().pipeline(transaction=False)
+    for entry_id in ids:
+        pipe.xrange(key, entry_id, entry_id, count=1)
+    found = []
+    for entry_id, rows in zip(ids, pipe.execute(), strict=True):
+        fields = dict(zip(rows[0][1][::2], rows[0][1][1::2], strict=True)) if rows else {}
+        found.append((entry_id, fields.get(b"original_stream") or None))
+    return found
 
 
 def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
-    """Put dead letters back on their original streams (atomically per entry)."""
+    """Put dead letters back on their original streams (atomically per entry). A dead letter
+    is data anyone could write: one naming a stream outside KEY_PATTERN is refused, never
+    written (nor created) there."""
+    targets: dict[str, int] = {}
+    refused: dict[str, int] = {}
 
     def work() -> Outcome:
-        chosen = check_ids(ids)
-        pipe = client().pipeline(transaction=False)
-        for entry_id in chosen:
-            pipe.xrange(key, entry_id, entry_id, count=1)
-        found = pipe.execute()
         run, moved, skipped = script(REDRIVE), [], 0
-        for entry_id, rows in zip(chosen, found, strict=True):
-            fields = dict(zip(rows[0][1][::2], rows[0][1][1::2], strict=True)) if rows else {}
-            original = fields.get(b"original_stream")
-            if not original:
+        for entry_id, original in _dead_letters(key, check_ids(ids)):
+            if original is None:
                 skipped += 1
-                continue
-            answer = run(keys=[key, original], args=[entry_id, *DEAD_LETTER_FIELDS])
-            if answer:
+            elif not names.in_scope(original):
+                _tally(refused, original)
+            elif run(keys=[key, original], args=[entry_id, *DEAD_LETTER_FIELDS]):
                 moved.append(entry_id)
+                _tally(targets, original)
             else:
                 skipped += 1
-        note = f"; {plural(skipped, 'entry')} skipped: gone, or no original_stream field" \
-            if skipped else ""
-        return Outcome(bool(moved) or not skipped,
-                       f"Re-drove {plural(len(moved), 'dead letter')} to their streams{note}.",
-                       len(moved), tuple(moved))
+        return _redriven(moved, skipped, refused, targets)
 
-    return audited(actor, "redrive", key, work, ids=ids)
+    return audited(actor, "redrive", key, work, ids=ids,
+                   arguments={"targets": targets, "refused_targets": refused})
+
+
+TARGETS_KEPT = 20  # target streams named in one audit row
+
+
+def _tally(counts: dict[str, int], target: bytes) -> None:
+    name = names.show(target)[:500]
+    if name in counts or len(counts) < TARGETS_KEPT:
+        counts[name] = counts.get(name, 0) + 1
+
+
+def _redriven(moved: list[str], skipped: int, refused: dict[str, int],
+              targets: dict[str, int]) -> Outcome:
+    notes = [f"{plural(skipped, 'entry')} skipped: gone, or no original_stream field"] \
+        if skipped else []
+    if refused:
+        verb = "is" if len(refused) == 1 else "are"
+        notes.append(f"{plural(sum(refused.values()), 'entry')} refused: "
+                     f"{', '.join(sorted(refused))} {verb} outside the streams this dashboard "
+                     f"covers ({conf.get('KEY_PATTERN')}); left in the dead-letter stream")
+    where = f" to {', '.join(sorted(targets))}" if targets else ""
+    return Outcome((bool(moved) or not skipped) and not refused,
+                   f"Re-drove {plural(len(moved), 'dead letter')}{where}"
+                   + (f"; {'; '.join(notes)}" if notes else "") + ".",
+                   len(moved), tuple(moved))
 
 
 def dead_letter_ids(key: bytes, after: str | None, count: int) -> list[str]:
@@ -208,12 +286,13 @@ def dead_letter_ids(key: bytes, after: str | None, count: int) -> list[str]:
     return [row[0].decode() for row in rows]
 
 
-def redrive_all(actor: Actor, key: bytes) -> Outcome:
-    """Re-drive a budget's worth from the start; call again while the cursor is set."""
-    ids = dead_letter_ids(key, None, conf.get("ACTION_CHUNK"))
+def redrive_all(actor: Actor, key: bytes, after: str | None = None) -> Outcome:
+    """Re-drive a chunk after the cursor; call again while the cursor is set. The cursor
+    moves past what was refused or skipped, which stays behind in the stream."""
+    ids = dead_letter_ids(key, after, conf.get("ACTION_CHUNK"))
     if not ids:
         return Outcome(True, "No dead letters left.")
     outcome = redrive(actor, key, ids)
-    more = bool(dead_letter_ids(key, None, 1)) and outcome.count > 0
+    more = bool(dead_letter_ids(key, ids[-1], 1))
     return Outcome(outcome.ok, outcome.message, outcome.count, outcome.ids,
-                   cursor="next" if more else None)
+                   cursor=ids[-1] if more else None)

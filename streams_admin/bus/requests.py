@@ -17,6 +17,7 @@ import json
 import logging
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -37,34 +38,38 @@ async def request(publisher: Publisher, replies: aioredis.Redis, keys: Keys, eve
     correlation_id = new_event_id()
     stream = keys.response(correlation_id)
     deadline = asyncio.get_running_loop().time() + timeout
+    reply, deleted = None, False
     try:
         await publisher.publish(event_type, {**data, "response_stream": stream},
                                 event_id=correlation_id)
-        reply = await _wait(replies, publisher.pipeline, stream, deadline)
+        reply, deleted = await _wait(replies, publisher.pipeline, stream, deadline)
     finally:
-        await _delete(publisher.pipeline, stream)
+        if not deleted:  # a time-out in the client, a cancel, an error
+            await _delete(publisher.pipeline, stream)
     return _data(reply)
 
 
-def _xread(stream: str, block_ms: int | None = None) -> Command:
+def _read_and_delete(stream: str, block_ms: int | None = None) -> list[Command]:
+    """XREAD, then DEL in the same write: Redis runs the DEL as soon as the XREAD returns
+    (a blocked client's next commands wait for it), so deleting costs no round trip."""
     block = ("BLOCK", block_ms) if block_ms is not None else ()
-    return ("XREAD", "COUNT", 1, *block, "STREAMS", stream, "0")
+    return [("XREAD", "COUNT", 1, *block, "STREAMS", stream, "0"), ("DEL", stream)]
 
 
 async def _wait(replies: aioredis.Redis, commands: Coalescer, stream: str,
-                deadline: float) -> Any:
-    """The raw XREAD reply once the reply is there, or an empty one at the deadline."""
+                deadline: float) -> tuple[Any, bool]:
+    """The raw XREAD reply (empty at the deadline), and whether the stream was deleted."""
     pool = replies.connection_pool
     try:
         async with asyncio.timeout_at(deadline):
             connection = await pool.get_connection()
     except TimeoutError:
         # Every connection waited on other replies until our deadline: look once, unblocked.
-        (reply,) = await commands.run([_xread(stream)])
+        reply, deleted = await commands.run(_read_and_delete(stream))
         if not reply:
             log.warning("request %s timed out queued for one of %d reply connections "
                         "(request_connections)", stream, pool.max_connections)
-        return reply
+        return _raised(reply), not isinstance(deleted, Exception)
     try:
         return await _blocking_read(connection, stream, deadline)
     except BaseException:
@@ -74,14 +79,20 @@ async def _wait(replies: aioredis.Redis, commands: Coalescer, stream: str,
         await pool.release(connection)
 
 
-async def _blocking_read(connection: Any, stream: str, deadline: float) -> Any:
+async def _blocking_read(connection: Any, stream: str, deadline: float) -> tuple[Any, bool]:
     block_ms = max(1, int((deadline - asyncio.get_running_loop().time()) * 1000))
+    wire = b"".join(hiredis.pack_command(c) for c in _read_and_delete(stream, block_ms))
     try:
         async with asyncio.timeout_at(deadline + GRACE_S):
-            await connection.send_command(*_xread(stream, block_ms))
+            await connection.send_packed_command(wire, check_health=False)
             reply = await coalesce.reply(connection)
+            deleted = await coalesce.reply(connection)
     except TimeoutError:
         raise RedisTimeoutError(f"Redis did not answer XREAD on {stream}") from None
+    return _raised(reply), not isinstance(deleted, Exception)
+
+
+def _raised(reply: Any) -> Any:
     if isinstance(reply, Exception):
         raise reply
     return reply

@@ -11,6 +11,7 @@ that ran is acked at once as a duplicate. A copy on another consumer finds the m
 and stays pending; it is retried after `min_idle_ms` and then acked as a duplicate. The lease
 is renewed while the handler runs, so a long handler keeps it; a consumer that crashes stops
 renewing, and after `min_idle_ms` any copy (the crashed one included) may run again.
+Renewing uses `PEXPIRE ... GT` (Redis 7.0+); on 6.2 a lease lasts `min_idle_ms`, as it did.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class Markers:
     lease_ms: int
     # Copies running in this process, by marker key: resolved with True once it succeeded.
     _local: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
-    _leases: dict[str, bytes] = field(default_factory=dict)  # markers we hold, renewed
+    _leases: set[str] = field(default_factory=set)  # markers we hold, renewed while held
     _renewer: asyncio.Task[None] | None = None
+    _warned: bool = False
 
     async def settled_here(self, key: str) -> bool:
         """Wait for the copies of this event running in this process; did one succeed?"""
@@ -49,7 +51,7 @@ class Markers:
         self._local[key] = asyncio.get_running_loop().create_future()
 
     def end(self, key: str, *, succeeded: bool) -> None:
-        self._leases.pop(key, None)
+        self._leases.discard(key)
         self._local.pop(key).set_result(succeeded)
         if not self._leases and self._renewer is not None:
             self._renewer.cancel()
@@ -64,7 +66,7 @@ class Markers:
         ])
         if value != token:
             return value
-        self._leases[key] = token
+        self._leases.add(key)
         if self._renewer is None:
             self._renewer = asyncio.create_task(self._renew())
         return None
@@ -80,5 +82,6 @@ class Markers:
             except Exception as error:  # noqa: BLE001 - retried next round, while leases last
                 results = [error]
             errors = [r for r in results if isinstance(r, Exception)]
-            if errors:
+            if errors and not self._warned:  # e.g. Redis 6.2 has no GT: warn once, not per round
+                self._warned = True
                 log.warning("renewing idempotency leases: %r", errors[0])

@@ -77,7 +77,9 @@ async def test_copies_on_two_consumers_of_a_group_run_once(make_bus, r: redis.Re
             release.set()
             await wait_for(lambda: all_acked(r), what="both copies acked")
     assert len(runs) == 1
-    assert duplicates(second) == 1
+    # The copy that did not run was acked as a duplicate (by b, or by a should a have taken
+    # it over from b while b waited to retry it).
+    assert duplicates(first) + duplicates(second) >= 1
 
 
 async def test_copy_whose_run_crashed_is_retried_once(make_bus, r: redis.Redis) -> None:

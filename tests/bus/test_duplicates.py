@@ -72,7 +72,7 @@ async def test_copies_on_two_consumers_of_a_group_run_once(make_bus, r: redis.Re
             await wait_for(lambda: r.xpending(STREAM, "g")["consumers"] == [
                 {"name": b"a", "pending": 1}, {"name": b"b", "pending": 1}],
                 what="each consumer holding one copy")
-            await asyncio.sleep(0.3)  # b had time to run it, and must not have
+            await asyncio.sleep(0.8)  # b retried it (min_idle 0.2 s) and must not have run it
             assert len(runs) == 1
             release.set()
             await wait_for(lambda: all_acked(r), what="both copies acked")

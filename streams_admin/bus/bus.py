@@ -37,7 +37,7 @@ class EventBus:
         self._consumer: Consumer | None = None
         self._consumer_done: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: tuple[aioredis.Redis, aioredis.Redis] | None = None
+        self._clients: tuple[aioredis.Redis, aioredis.Redis, aioredis.Redis] | None = None
         self._publisher: Publisher | None = None
 
     # -- configuration and connections -------------------------------------------------
@@ -72,12 +72,17 @@ class EventBus:
         """For XREAD(GROUP) BLOCK: no socket timeout, a blocked read is not a dead Redis."""
         return self._connections()[1]
 
-    def _connections(self) -> tuple[aioredis.Redis, aioredis.Redis]:
+    def replies_client(self) -> aioredis.Redis:
+        """For request()'s XREAD BLOCK: `request_connections` at most, callers queue for them."""
+        return self._connections()[2]
+
+    def _connections(self) -> tuple[aioredis.Redis, aioredis.Redis, aioredis.Redis]:
         loop = asyncio.get_running_loop()
         if self._clients is None or self._loop is not loop:
             # Connections belong to one event loop; a new loop (a new asyncio.run) gets its own.
             self._loop, self._publisher = loop, None
-            self._clients = (self._connect(socket_timeout=5.0), self._connect(socket_timeout=None))
+            self._clients = (self._connect(socket_timeout=5.0), self._connect(socket_timeout=None),
+                             self._connect_replies())
         return self._clients
 
     def _connect(self, socket_timeout: float | None) -> aioredis.Redis:
@@ -85,6 +90,15 @@ class EventBus:
         return aioredis.Redis.from_url(
             self.config.redis_url, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
             socket_keepalive=True, retry=Retry(NoBackoff(), 0))
+
+    def _connect_replies(self) -> aioredis.Redis:
+        # Apart from the consumer's blocking connection: requests waiting for replies must
+        # never keep this process's own responder from reading the requests.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.config.redis_url, max_connections=self.config.request_connections,
+            timeout=None, socket_timeout=None, socket_connect_timeout=5.0,
+            socket_keepalive=True, retry=Retry(NoBackoff(), 0))
+        return aioredis.Redis.from_pool(pool)
 
     def _coalescer(self, *, transaction: bool) -> Coalescer:
         c = self.config
@@ -118,7 +132,7 @@ class EventBus:
 
     async def request(self, event_type: str, data: dict[str, Any],
                       timeout: float = 30.0) -> Any | None:
-        return await requests.request(self._publishing(), self.blocking_client, self.keys,
+        return await requests.request(self._publishing(), self.replies_client(), self.keys,
                                       event_type, data, timeout)
 
     # -- history and trimming -----------------------------------------------------------

@@ -18,11 +18,16 @@ from typing import Any
 
 import hiredis
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("streams_admin.bus")
 
 READ_TIMEOUT_S = 10.0
+
+# Redis is away (down, restarting, unreachable): worth waiting for, unlike a command's error.
+Unavailable = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # One command as Redis sees it: ("XADD", key, "*", field, value, ...). Replies come back raw.
 Command = tuple[bytes | str | int | float, ...]
@@ -114,7 +119,8 @@ class Coalescer:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 replies = [await reply(connection) for _ in wire]
         except BaseException as error:
-            _fail(batches, error if isinstance(error, Exception) else ConnectionError("stopped"))
+            stopped = RedisConnectionError("stopped")
+            _fail(batches, error if isinstance(error, Exception) else stopped)
             raise
         _deliver(batches, self._results(replies, where))
 
@@ -134,7 +140,7 @@ class Coalescer:
         while True:
             try:
                 return await self._pipeline(commands)
-            except (ConnectionError, TimeoutError, OSError) as error:
+            except Unavailable as error:
                 if time.monotonic() >= deadline:
                     raise
                 delay = next(delays)

@@ -17,6 +17,7 @@ ENV = {
     "max_in_flight": ("BUS_MAX_IN_FLIGHT", int),
     "min_idle_ms": ("BUS_MIN_IDLE_MS", int),
     "maxlen": ("BUS_MAXLEN", int),
+    "request_connections": ("BUS_REQUEST_CONNECTIONS", int),
 }
 
 
@@ -48,6 +49,8 @@ class BusConfig:
     stop_timeout_s: float = 30.0
     # Commands per pipeline when publishes and acks are coalesced.
     pipeline_size: int = 1_000
+    # Connections request() may block on at once, waiting for replies; more requests queue.
+    request_connections: int = 8
 
     @classmethod
     def build(cls, **overrides: Any) -> BusConfig:

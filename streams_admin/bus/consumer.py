@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+from redis.exceptions import ResponseError
 
 from streams_admin.bus import coalesce
 from streams_admin.bus.config import BusConfig
@@ -19,7 +19,7 @@ from streams_admin.bus.handling import Handling, Subscription, cancelled_quietly
 
 log = logging.getLogger("streams_admin.bus")
 
-Unavailable = (ConnectionError, TimeoutError, OSError)
+Unavailable = coalesce.Unavailable
 EntryKey = tuple[str, str]  # (stream, entry ID)
 
 

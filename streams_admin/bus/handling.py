@@ -15,6 +15,7 @@ from typing import Any
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
+from streams_admin.bus.idempotency import DONE, Markers
 from streams_admin.bus.metrics import BusMetrics, child
 
 log = logging.getLogger("streams_admin.bus")
@@ -59,6 +60,10 @@ class Handling:
     acks: Coalescer  # MULTI pipelines: an ack goes with its reply or dead-letter entry
     commands: Coalescer  # plain pipelines for reads and markers
 
+    @cached_property
+    def markers(self) -> Markers:
+        return Markers(self.commands, self.consumer, self.config.min_idle_ms)
+
     async def process(self, sub: Subscription, stream: str, entry_id: str,
                       fields: dict[bytes, bytes], deliveries: int) -> Outcome:
         if deliveries > 1:
@@ -74,35 +79,54 @@ class Handling:
             return self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
                                     "max_deliveries")
         if sub.idempotent:
-            state = await self._mark_running(sub, envelope)
-            if state == b"done":
-                child(self.metrics.processed, sub.event_type, "duplicate").inc()
-                return self._commit(stream, entry_id, [])
+            return await self._once(sub, envelope, fields)
+        outcome, _ = await self._run(sub, envelope, fields)
+        return outcome
+
+    async def _once(self, sub: Subscription, envelope: Envelope,
+                    fields: dict[bytes, bytes]) -> Outcome:
+        """Run the handler unless a copy of this event ran (or runs) already."""
+        key = self.keys.done(self.group, sub.event_type, envelope.event_id)
+        if await self.markers.settled_here(key):
+            return self._duplicate(sub, envelope)
+        self.markers.begin(key)
+        succeeded = False
+        try:
+            state = await self.markers.take(key, envelope.entry_id)
+            if state == DONE:
+                return self._duplicate(sub, envelope)
             if state is not None:
                 return None  # another consumer runs it right now; retried after min_idle
-        return await self._run(sub, envelope, fields)
+            outcome, succeeded = await self._run(sub, envelope, fields)
+            if succeeded and outcome is not None:
+                outcome.insert(0, ("SET", key, DONE, "EX", self.config.idempotency_ttl_s))
+            return outcome
+        finally:
+            self.markers.end(key, succeeded=succeeded)
+
+    def _duplicate(self, sub: Subscription, envelope: Envelope) -> Outcome:
+        child(self.metrics.processed, sub.event_type, "duplicate").inc()
+        return self._commit(envelope.stream, envelope.entry_id, [])
 
     async def _run(self, sub: Subscription, envelope: Envelope,
-                   fields: dict[bytes, bytes]) -> Outcome:
+                   fields: dict[bytes, bytes]) -> tuple[Outcome, bool]:
+        """The entry's outcome, and whether the handler succeeded."""
         started = time.perf_counter()
         try:
             result = await sub.call(envelope)
         except FatalError as error:
-            return await self._failed(sub, envelope, fields, error, fatal=True)
+            return await self._failed(sub, envelope, fields, error, fatal=True), False
         except Exception as error:  # noqa: BLE001 - any handler failure is a retry
-            return await self._failed(sub, envelope, fields, error, fatal=False)
+            return await self._failed(sub, envelope, fields, error, fatal=False), False
         finally:
             child(self.metrics.processing_seconds, sub.event_type).observe(
                 time.perf_counter() - started)
         try:
             ops = self._reply(envelope, result)
         except (TypeError, ValueError) as error:  # the reply is not JSON: it never will be
-            return await self._failed(sub, envelope, fields, error, fatal=True)
+            return await self._failed(sub, envelope, fields, error, fatal=True), False
         child(self.metrics.processed, sub.event_type, "success").inc()
-        if sub.idempotent:
-            done = self.keys.done(self.group, sub.event_type, envelope.event_id)
-            ops.append(("SET", done, b"done", "EX", self.config.idempotency_ttl_s))
-        return self._commit(envelope.stream, envelope.entry_id, ops)
+        return self._commit(envelope.stream, envelope.entry_id, ops), True
 
     async def _failed(self, sub: Subscription, envelope: Envelope, fields: dict[bytes, bytes],
                       error: Exception, *, fatal: bool) -> Outcome:
@@ -150,16 +174,6 @@ class Handling:
 
     def _commit(self, stream: str, entry_id: str, ops: list[Command]) -> list[Command]:
         return [*ops, ("XACK", stream, self.group, entry_id)]
-
-    async def _mark_running(self, sub: Subscription, envelope: Envelope) -> bytes | None:
-        """Take the event's idempotency marker; what it held if someone else has it."""
-        key = self.keys.done(self.group, sub.event_type, envelope.event_id)
-        mine = f"running:{self.consumer}".encode()
-        _, value = await self.commands.run([
-            ("SET", key, mine, "NX", "PX", self.config.min_idle_ms),
-            ("GET", key),
-        ])
-        return None if value == mine else value
 
 
 def _text(fields: dict[bytes, bytes] | None, name: bytes) -> str | None:

@@ -43,7 +43,8 @@ async def make_bus(redis_url: str) -> AsyncIterator[Callable[..., EventBus]]:
     made: list[EventBus] = []
 
     def make(**options: Any) -> EventBus:
-        bus = EventBus(redis_url, registry=CollectorRegistry(), **{**FAST, **options})
+        url = options.pop("redis_url", redis_url)
+        bus = EventBus(url, registry=CollectorRegistry(), **{**FAST, **options})
         made.append(bus)
         return bus
 

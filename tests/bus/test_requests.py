@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis
 
 from streams_admin.bus import Envelope
@@ -90,3 +91,89 @@ async def test_a_reply_that_is_not_json_is_dead_lettered(make_bus, r: redis.Redi
         await wait_for(lambda: r.exists("agent:stream:deadletter:document.process"))
     [(_, dead)] = r.xrange("agent:stream:deadletter:document.process")
     assert dead[b"reason"] == b"fatal" and dead[b"error"].startswith(b"TypeError")
+
+
+def blocked_in_xread(r: redis.Redis) -> bool:
+    return any(c["cmd"] == "xread" and "b" in c["flags"] for c in r.client_list())
+
+
+def response_streams(r: redis.Redis) -> list[bytes]:
+    return list(r.scan_iter(match="agent:stream:response:*", count=1000))
+
+
+async def test_a_burst_of_requests_queues_for_a_few_connections(make_bus, r) -> None:
+    requester, responder = make_bus(request_connections=4), make_bus(max_in_flight=32)
+
+    @responder.subscribe("math.square")
+    async def square(data: dict) -> dict:
+        return {"square": data["n"] ** 2}
+
+    async with consuming(responder):
+        replies = await asyncio.gather(
+            *(requester.request("math.square", {"n": n}, timeout=30) for n in range(200)))
+    assert replies == [{"square": n * n} for n in range(200)]
+    assert response_streams(r) == []
+    # A handful of connections served 200 callers: the requester's 4 for replies and 1 for
+    # publishing, the responder's few, this test's own (it was one per caller before).
+    assert len(r.client_list()) <= 12
+
+
+async def test_a_burst_without_responder_times_out_cleanly(make_bus, r) -> None:
+    requester = make_bus(request_connections=4)
+    replies = await asyncio.gather(
+        *(requester.request("nobody.listens", {"n": n}, timeout=0.5) for n in range(200)))
+    assert replies == [None] * 200
+    assert response_streams(r) == []
+    assert r.xlen("agent:stream:nobody.listens") == 200
+
+
+async def test_cancelled_request_deletes_its_reply(make_bus, r: redis.Redis) -> None:
+    requester, responder = make_bus(request_connections=1), make_bus()
+    responder.subscribe("echo")(lambda data: {"n": data.get("n")})
+    # The only reply connection waits for a reply that never comes:
+    stuck = asyncio.create_task(requester.request("nobody.listens", {}, timeout=60))
+    await wait_for(lambda: blocked_in_xread(r), what="the reply connection taken")
+    async with consuming(responder):
+        waiting = asyncio.create_task(requester.request("echo", {"n": 1}, timeout=60))
+        # Its reply arrived, while it still waits for a connection to read it:
+        await wait_for(lambda: response_streams(r), what="the reply stream")
+        assert not waiting.done()
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert response_streams(r) == []
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    assert response_streams(r) == []
+
+
+async def test_request_that_times_out_waiting_for_a_connection_still_reads_its_reply(
+        make_bus, r: redis.Redis) -> None:
+    requester, responder = make_bus(request_connections=1), make_bus()
+    responder.subscribe("echo")(lambda data: {"n": data.get("n")})
+    stuck = asyncio.create_task(requester.request("nobody.listens", {}, timeout=60))
+    await wait_for(lambda: blocked_in_xread(r), what="the reply connection taken")
+    async with consuming(responder):
+        assert await requester.request("echo", {"n": 1}, timeout=1) == {"n": 1}
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    assert response_streams(r) == []
+
+
+async def test_request_failing_in_redis_deletes_its_response_stream(make_bus, r) -> None:
+    requester, responder = make_bus(request_connections=1), make_bus()
+
+    @responder.subscribe("document.process")
+    async def broken(data: dict) -> None:  # a responder that writes garbage where the reply goes
+        await responder.client().set(data["response_stream"], b"not a stream")
+
+    # The only reply connection is busy for a second, so the garbage is there before the XREAD.
+    stuck = asyncio.create_task(requester.request("nobody.listens", {}, timeout=1))
+    await wait_for(lambda: blocked_in_xread(r), what="the reply connection taken")
+    async with consuming(responder):
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await requester.request("document.process", {}, timeout=10)
+    assert await stuck is None
+    assert response_streams(r) == []

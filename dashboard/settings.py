@@ -103,6 +103,7 @@ AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTE
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_CALLABLE = "streams_admin.login.locked_out"
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # no "AXES: BEGIN" banner on every manage.py command; lockouts still logged
 # Behind a proxy every try comes from the proxy's address: count by the one it forwards.
 TRUST_PROXY_FORWARDED_FOR = env_bool("TRUST_PROXY_FORWARDED_FOR", False)
 AXES_CLIENT_IP_CALLABLE = "streams_admin.login.client_address"

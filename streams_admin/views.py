@@ -41,6 +41,7 @@ def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             return render(request, "streams_admin/bad_request.html", {"error": str(exc)},
                           status=400)
 
+    # Looked up per request: the rule lives in permissions.py alone (a test swaps it there).
     return never_cache(user_passes_test(lambda user: permissions.may_view(user))(wrapper))
 
 

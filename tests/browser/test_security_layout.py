@@ -72,6 +72,14 @@ def test_no_page_breaks_the_content_security_policy(page: Page, dashboard: Dashb
     demo.seed(redis_client)
     entry_id = redis_client.xrange(TASKS, count=1)[0][0].decode()
     log_in(page, dashboard)
+    # The policy is there and enforced: a script injected into the page does not run.
+    page.evaluate("""() => { const s = document.createElement("script");
+                             s.textContent = "window.__ran = true"; document.head.append(s); }""")
+    page.wait_for_function("window.__violations.length > 0")
+    assert page.evaluate("window.__ran") is None
+    assert page.evaluate("window.__violations")[0].startswith("script-src")
+    page.evaluate("window.__violations = []")
+    page.console.clear()  # type: ignore[attr-defined]
     group = f"/streams/{to_token(TASKS.encode())}/groups/{to_token(GROUP.encode())}/"
     stream = f"/streams/{to_token(TASKS.encode())}/"
     pages = ["/", stream, f"{stream}entries/{entry_id}/", group, f"{stream}tail/",
@@ -132,7 +140,7 @@ def test_the_behaviours_moved_out_of_inline_scripts_still_work(
 
 
 def test_a_lockout_is_a_page_through_daphne_and_others_still_log_in(
-        page: Page, dashboard: Dashboard, redis_client: redis.Redis) -> None:
+        page: Page, dashboard: Dashboard, redis_client: redis.Redis, artifacts: Path) -> None:
     for _ in range(10):
         page.goto("/login/")
         page.locator("#id_username").fill("mallory")
@@ -140,6 +148,7 @@ def test_a_lockout_is_a_page_through_daphne_and_others_still_log_in(
         page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Too many failed attempts")).to_be_visible()
     expect(page.get_by_role("alert")).to_contain_text("Try again in 15 minutes")
+    page.screenshot(path=artifacts / "login-locked-out.png")
     assert violations(page) == []
     log_in(page, dashboard)  # another username from the same address is not locked
 

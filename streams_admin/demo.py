@@ -170,7 +170,7 @@ def traffic(r: redis.Redis, rate: float = 5.0) -> None:
         try:
             publish_one(r, i)
         except redis.RedisError as exc:
-            log.warning("demo traffic: %s; retrying in %.1f s", exc, pause)
+            log.warning("demo traffic: %s (retrying in %.1f s)", exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 10.0)
             continue

@@ -87,9 +87,9 @@ def test_demo_traffic_outlives_a_destroyed_group_a_deleted_stream_and_a_redis_re
     keeps_flowing(r, log, DOCS, b"search-indexer")
 
     redis_server.stop()  # nothing persisted: it comes back empty
+    wait_for("the traffic notices Redis is gone", lambda: "retrying" in log.read_text(), log)
     redis_server.start()
     keeps_flowing(r, log, TASKS, b"agent-group", more=3)
-    assert "retrying" in log.read_text()
 
 
 # -- the login ----------------------------------------------------------------------------

@@ -156,7 +156,6 @@ def test_every_page_has_a_policy_and_no_inline_script(admin_client, scene, name,
 def test_the_login_progress_lockout_and_error_pages_too(client, admin_client, admin, scene,
                                                         settings) -> None:
     settings.STREAMS_ADMIN = {"ACTION_BUDGET": 1, "ACTION_CHUNK": 1}
-    scene.xreadgroup(G, "c1", {S: "0"})
     progress = admin_client.post(reverse("streams_admin:claim-idle", args=[S, G]),
                                  {"from": "", "to": "c2", "min_idle": "0"})
     assert "Working…" in progress.content.decode()

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from streams_admin import conf, names, params
+from streams_admin import conf, names, params, permissions
 from streams_admin.models import AuditEntry
 from streams_admin.operations import Actor, Outcome
 from streams_admin.operations import groups as group_ops
@@ -28,11 +28,7 @@ from streams_admin.operations import pending as pending_ops
 from streams_admin.operations import streams as stream_ops
 from streams_admin.views import screen
 
-OPERATE, ADMINISTER = "streams_admin.operate_streams", "streams_admin.administer_streams"
-
-
-def may(user: Any, permission: str) -> bool:
-    return not conf.get("READ_ONLY") and user.has_perm(permission)
+OPERATE, ADMINISTER, may = permissions.OPERATE, permissions.ADMINISTER, permissions.may
 
 
 def actor(request: HttpRequest) -> Actor:
@@ -61,10 +57,8 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
     def decorate(view: Callable[..., Outcome | HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
         def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-            if conf.get("READ_ONLY"):
-                _refuse(request, name, kwargs, "the dashboard is read-only")
-            if not request.user.has_perm(permission):
-                _refuse(request, name, kwargs, "you may not do this")
+            if why := permissions.refusal(request.user, permission):
+                _refuse(request, name, kwargs, why)
             try:
                 outcome = view(request, **kwargs)
             except params.BadParam as exc:

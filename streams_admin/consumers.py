@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import redis
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from streams_admin import conf, html, names, params
+from streams_admin import conf, html, names, params, permissions
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
 from streams_admin.streams import COUNT_AFTER, counted, true_lag
@@ -64,8 +64,7 @@ def _positions(sent: dict[Any, Any]) -> dict[bytes, str]:
 
 
 def _staff(scope: dict[str, Any]) -> bool:
-    user = scope.get("user")
-    return bool(user and user.is_active and user.is_staff)
+    return permissions.may_view(scope.get("user"))
 
 
 class JsonConsumer(AsyncJsonWebsocketConsumer):

@@ -7,12 +7,15 @@ Redis with real data) duplicates nothing and destroys nothing.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 import uuid
 from datetime import UTC, datetime
 
 import redis
+
+log = logging.getLogger(__name__)
 
 PREFIX = "agent:stream:"
 HOSTILE_KEY = PREFIX + "hostile:<script>alert('key')</script>"
@@ -176,13 +179,42 @@ def _hostile(r: redis.Redis) -> list[str]:
     return made
 
 
+# The group that keeps up with each stream's traffic: the healthy one `seed` made there.
+KEEPING_UP = {"task.created": ("agent-group", "agent-1"),
+              "document.processed": ("search-indexer", "indexer-1"),
+              "query.completed": ("agent-group", "agent-1"),
+              "notification.sent": ("agent-group", "agent-1")}
+
+
 def traffic(r: redis.Redis, rate: float = 5.0) -> None:
-    """Publish events for ever and let a healthy consumer keep up (the demo's live traffic)."""
-    i = 10_000
+    """Publish events for ever and let a healthy consumer keep up (the demo's live traffic).
+
+    Supervised: whatever happens to Redis meanwhile (a restart, a group destroyed or a stream
+    deleted from the dashboard) is logged and the loop goes on after a pause, never dies."""
+    i, pause = 10_000, 0.5
     while True:
-        event_type = random.choice(list(MAKERS))
-        r.xadd(PREFIX + event_type, envelope(event_type, MAKERS[event_type](i)),
-               maxlen=10_000, approximate=True)
-        _consume(r, PREFIX + event_type, "agent-group", "agent-1", 100, ack=True)
-        i += 1
+        try:
+            publish_one(r, i)
+        except redis.RedisError as exc:
+            log.warning("demo traffic: %s (retrying in %.1f s)", exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+            continue
+        i, pause = i + 1, 0.5
         time.sleep(1 / rate)
+
+
+def publish_one(r: redis.Redis, i: int) -> None:
+    event_type = random.choice(list(MAKERS))
+    key = PREFIX + event_type
+    r.xadd(key, envelope(event_type, MAKERS[event_type](i)), maxlen=10_000, approximate=True)
+    group, consumer = KEEPING_UP[event_type]
+    try:
+        _consume(r, key, group, consumer, 100, ack=True)
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("NOGROUP"):
+            raise
+        # Destroyed from the dashboard (or the stream deleted with it): the healthy consumer
+        # comes back, caught up from now on, as a restarted service would.
+        log.info("demo traffic: %s had no group %s; created it again", key, group)
+        _group(r, key, group, start="$")

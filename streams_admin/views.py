@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django_htmx.middleware import HtmxDetails
 
-from streams_admin import conf, names, params, pending, streams
+from streams_admin import conf, names, params, pending, permissions, streams
 from streams_admin import overview as overview_model
 from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
@@ -41,8 +41,8 @@ def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             return render(request, "streams_admin/bad_request.html", {"error": str(exc)},
                           status=400)
 
-    staff = user_passes_test(lambda u: u.is_active and u.is_staff)
-    return never_cache(staff(wrapper))
+    # Looked up per request: the rule lives in permissions.py alone (a test swaps it there).
+    return never_cache(user_passes_test(lambda user: permissions.may_view(user))(wrapper))
 
 
 def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict) -> HttpResponse:

@@ -67,6 +67,7 @@ class Watcher:
     sent: dict[bytes, int] = field(default_factory=dict)  # stream -> version last sent
     state: str = "live"  # the sampler's state as this socket last heard it
     covered: bool = False  # a sample has read all its streams: its first message is whole
+    greeted: bool = False  # it had its first message (sent even if none of its streams exist)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -187,7 +188,10 @@ class Sampler:
             if version and watcher.sent.get(key) != version:
                 watcher.sent[key] = version
                 changed.append(f"{json.dumps(names.to_token(key))}: {encoded}")
-        return f'{{"type": "stats", "streams": {{{", ".join(changed)}}}}}' if changed else None
+        if not changed and watcher.greeted:
+            return None
+        watcher.greeted = True
+        return f'{{"type": "stats", "streams": {{{", ".join(changed)}}}}}'
 
 
 def _connect() -> redis.asyncio.Redis:

@@ -98,10 +98,11 @@ class Sampler:
             return
         task, self.task = self.task, None  # a socket joining meanwhile starts a new one
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         self.current.clear()
         self.added.clear()
+        self.state, self.reason = "live", ""  # until the next sampler finds otherwise
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def run(self) -> None:
         client = self.connect()

@@ -188,3 +188,21 @@ async def test_redis_restart_is_reported_and_survived(r, redis_server, staff, fa
         assert (await next_of(socket, "state", timeout=30))["state"] == "live"
         assert (await next_of(socket, "stats"))["streams"]["a"]["length"] == 2
         await socket.disconnect()
+
+
+async def test_a_page_whose_streams_are_gone_still_hears_it_is_live(r, staff, fast) -> None:
+    socket = await open_stats(staff, b"deleted")
+    assert await socket.receive_json_from(timeout=5) == {"type": "stats", "streams": {}}
+    r.xadd("deleted", {"n": "back"})
+    assert (await next_of(socket, "stats"))["streams"]["deleted"]["length"] == 1
+    await socket.disconnect()
+
+
+async def test_a_quiet_socket_is_pinged(r, staff, fast, monkeypatch) -> None:
+    """Nothing changes, so nothing is sent; a ping keeps proxies from closing the socket."""
+    monkeypatch.setattr(stats, "HEARTBEAT", 0.5)
+    r.xadd("quiet", {"n": "0"})
+    socket = await open_stats(staff, b"quiet")
+    assert (await next_of(socket, "stats"))["streams"]["quiet"]["length"] == 1
+    assert (await next_of(socket, "ping"))["type"] == "ping"
+    await socket.disconnect()

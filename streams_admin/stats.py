@@ -254,14 +254,17 @@ class StatsConsumer(JsonConsumer):
         """The page has nothing to say: whatever it sends is ignored."""
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
         while True:
-            try:
-                async with asyncio.timeout(HEARTBEAT):
+            # Woken every tick, changed or not: the silence is counted from the last message.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, sent + HEARTBEAT - loop.time())):
                     await self.watcher.ready.wait()
-            except TimeoutError:
-                await self.send(text_data='{"type": "ping"}')
-                continue
             self.watcher.ready.clear()
             text = self.sampler.message(self.watcher)
+            if text is None and loop.time() - sent >= HEARTBEAT:
+                text = '{"type": "ping"}'
             if text is not None:
                 await self.send(text_data=text)
+                sent = loop.time()

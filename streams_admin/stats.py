@@ -138,23 +138,30 @@ class Sampler:
     async def sample(self, client: redis.asyncio.Redis, server: Server) -> None:
         watchers = list(self.watchers)
         keys = sorted({key for watcher in watchers for key in watcher.keys})
+        changed: set[bytes] = set()
         for start in range(0, len(keys), CHUNK):
             chunk = keys[start:start + CHUNK]
             pipe = client.pipeline(transaction=False)
             streams.queue_infos(pipe, chunk)
-            found = [i for i in streams.infos_from(
-                chunk, await pipe.execute(raise_on_error=False), server) if i is not None]
+            infos = streams.infos_from(chunk, await pipe.execute(raise_on_error=False), server)
+            found = [info for info in infos if info is not None]
             pipe = client.pipeline(transaction=False)
             unknown = streams.queue_counts(pipe, found)
             counted = await pipe.execute() if unknown else []
-            self.update(streams.with_counts(found, unknown, counted))
+            changed |= self.update(streams.with_counts(found, unknown, counted))
+            gone = [key for key, info in zip(chunk, infos, strict=True) if info is None]
+            changed |= self.forget(gone)
         self.samples += 1
+        recovered, self.state, self.reason = self.state != "live", "live", ""
         for watcher in watchers:
-            watcher.covered = True
-        self.state, self.reason = "live", ""
-        self.wake()
+            # Only the sockets with news wake up: most ticks change a few streams.
+            if recovered or not watcher.covered or not changed.isdisjoint(watcher.keys):
+                watcher.covered = True
+                watcher.ready.set()
 
-    def update(self, infos: list[streams.StreamInfo]) -> None:
+    def update(self, infos: list[streams.StreamInfo]) -> set[bytes]:
+        """The streams' figures as the sockets will get them; returns the ones that changed."""
+        changed = set()
         now = asyncio.get_running_loop().time()
         for info in infos:
             added = info.entries_added if info.entries_added is not None else info.length
@@ -167,6 +174,17 @@ class Sampler:
             if info.key not in self.current or self.current[info.key][1] != encoded:
                 self.version += 1
                 self.current[info.key] = (self.version, encoded)
+                changed.add(info.key)
+        return changed
+
+    def forget(self, keys: list[bytes]) -> set[bytes]:
+        """Streams that do not exist (deleted, or never were): null to their pages, once."""
+        changed = {key for key in keys if self.current.get(key, (0, ""))[1] != "null"}
+        for key in changed:
+            self.version += 1
+            self.current[key] = (self.version, "null")
+            self.added.pop(key, None)
+        return changed
 
     def wake(self) -> None:
         for watcher in self.watchers:
@@ -220,8 +238,9 @@ def watched_keys(query_string: bytes) -> list[bytes]:
 
 class StatsConsumer(JsonConsumer):
     """Sends {"type": "stats", "streams": {token: figures}}: every stream it watches first,
-    then the ones whose figures changed; {"type": "state", "state": "reconnecting"|"live",
-    "reason"} when the sampler loses or regains Redis; a ping after HEARTBEAT of silence."""
+    then the ones whose figures changed (null: the stream does not exist); {"type": "state",
+    "state": "reconnecting"|"live", "reason"} when the sampler loses or regains Redis; a ping
+    after HEARTBEAT of silence."""
 
     task: asyncio.Task[None] | None = None
 

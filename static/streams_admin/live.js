@@ -33,7 +33,9 @@
   }
 
   function update(streams) {
-    for (const [token, s] of Object.entries(streams)) {
+    for (const [token, found] of Object.entries(streams)) {
+      // null: the stream does not exist (any more); its figures go blank.
+      const s = found || { length: null, pending: null, rate: null, groups: {} };
       document.querySelectorAll(`[data-key="${CSS.escape(token)}"]`).forEach((scope) => {
         set(scope, "length", s.length);
         set(scope, "pending", s.pending);

@@ -161,7 +161,7 @@ class Sampler:
 
     def update(self, infos: list[streams.StreamInfo]) -> set[bytes]:
         """The streams' figures as the sockets will get them; returns the ones that changed."""
-        changed = set()
+        changed: set[bytes] = set()
         now = asyncio.get_running_loop().time()
         for info in infos:
             added = info.entries_added if info.entries_added is not None else info.length

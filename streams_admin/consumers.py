@@ -1,4 +1,4 @@
-"""Websockets: the live tail and live counts. Staff sessions only, like the pages."""
+"""Websockets: the live tail (live counts: stats.py). Staff sessions only, like the pages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import json
 import weakref
 from collections import deque
 from typing import Any
-from urllib.parse import parse_qs
 
 import redis
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -17,7 +16,6 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from streams_admin import conf, html, names, params, permissions
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client
-from streams_admin.streams import COUNT_AFTER, counted, true_lag
 from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer
 from streams_admin.values import Entry, id_key
 
@@ -256,92 +254,3 @@ class TailConsumer(JsonConsumer):
             self.window.clear()
         await self.send(text_data=text)
 
-
-class StatsConsumer(JsonConsumer):
-    """Every second: length, pending, lag and rate for the streams a page shows."""
-
-    task: asyncio.Task[None] | None = None
-
-    async def connect(self) -> None:
-        if not _staff(self.scope):
-            await self.close(code=4003)
-            return
-        q = parse_qs(self.scope["query_string"].decode("latin-1"))
-        try:
-            self.keys = [key for key in map(params.name, q.get("key", []))
-                         if key is not None and names.in_scope(key)][:200]
-        except params.BadParam:
-            await self.close(code=4400)
-            return
-        await self.accept()
-        self.task = asyncio.create_task(self.run())
-
-    async def disconnect(self, code: int) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
-
-    async def run(self) -> None:
-        client = async_client()
-        previous: dict[bytes, tuple[float, int]] = {}
-        try:
-            while True:
-                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                    await self.send_json({"type": "stats",
-                                          "streams": await self.sample(client, previous)})
-                await asyncio.sleep(conf.get("STATS_INTERVAL"))
-        finally:
-            await client.aclose()
-
-    async def sample(self, client: redis.asyncio.Redis,
-                     previous: dict[bytes, tuple[float, int]]) -> dict[str, Any]:
-        pipe = client.pipeline(transaction=False)
-        for key in self.keys:
-            pipe.xinfo_stream(key)
-            pipe.xinfo_groups(key)
-        replies = await pipe.execute(raise_on_error=False)
-        now = asyncio.get_running_loop().time()
-        out: dict[str, Any] = {}
-        for key, info, groups in zip(self.keys, replies[::2], replies[1::2], strict=True):
-            if isinstance(info, Exception) or isinstance(groups, Exception):
-                continue
-            added = info.get("entries-added", info["length"])
-            then, before = previous.get(key, (now, added))
-            previous[key] = (now, added)
-            first = info.get("first-entry")
-            first_id = first[0].decode() if first else None
-            lags = {g["name"]: true_lag(g.get("lag"), g["last-delivered-id"].decode(), first_id,
-                                        info["length"])[0] for g in groups}
-            at_least: set[bytes] = set()
-            if len(self.keys) == 1:  # a stream or group page: count what Redis cannot, as it does
-                at_least = await self.count_lags(client, key, groups, lags)
-            out[names.to_token(key)] = {
-                "length": info["length"],
-                "pending": sum(g["pending"] for g in groups),
-                "rate": round((added - before) / (now - then), 1) if now > then else None,
-                "groups": {names.to_token(g["name"]): {
-                    "pending": g["pending"],
-                    "lag": lags[g["name"]],
-                    "lag_at_least": g["name"] in at_least,
-                    "entries_read": g.get("entries-read"),
-                    "last_delivered_id": g["last-delivered-id"].decode(),
-                } for g in groups},
-            }
-        return out
-
-    @staticmethod
-    async def count_lags(client: redis.asyncio.Redis, key: bytes, groups: list[dict],
-                         lags: dict[bytes, int | None]) -> set[bytes]:
-        """streams.stream's count, into lags, for the groups Redis gives no lag; returns the
-        groups whose count stopped at the limit."""
-        unknown = [g for g in groups if lags[g["name"]] is None]
-        if not unknown:
-            return set()
-        limit = conf.get("LAG_COUNT_LIMIT")
-        pipe = client.pipeline(transaction=False)
-        for g in unknown:
-            pipe.eval(COUNT_AFTER, 1, key, g["last-delivered-id"], limit)
-        for g, count in zip(unknown, await pipe.execute(), strict=True):
-            lags[g["name"]] = count
-        return {g["name"] for g in unknown if counted(lags[g["name"]], limit) == "at least"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -15,6 +16,12 @@ from streams_admin import conf
 from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
 from streams_admin.values import Entry, id_key, id_time, parse_entry, text_id
+
+if TYPE_CHECKING:
+    from redis.asyncio.client import Pipeline as AsyncPipeline
+    from redis.client import Pipeline as SyncPipeline
+
+    Pipeline = SyncPipeline | AsyncPipeline
 
 LAG_NOT_SUPPORTED = "This server reports no lag (Redis 7.0+ does)"
 LAG_UNKNOWN = (
@@ -130,13 +137,15 @@ def _stream(key: bytes, info: dict, groups: list[dict], server: Server) -> Strea
     )
 
 
-def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
-    """XINFO STREAM and XINFO GROUPS for many keys in one pipeline (None: key gone)."""
-    pipe = client().pipeline(transaction=False)
+def queue_infos(pipe: Pipeline, keys: list[bytes]) -> None:
+    """XINFO STREAM and XINFO GROUPS for each key, on a pipeline (sync or async)."""
     for key in keys:
         pipe.xinfo_stream(key)
         pipe.xinfo_groups(key)
-    replies = pipe.execute(raise_on_error=False)
+
+
+def infos_from(keys: list[bytes], replies: list, server: Server) -> list[StreamInfo | None]:
+    """queue_infos's replies as streams (None: key gone); a lost connection raises."""
     infos: list[StreamInfo | None] = []
     for i, key in enumerate(keys):
         info, groups = replies[2 * i], replies[2 * i + 1]
@@ -149,6 +158,13 @@ def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
     return infos
 
 
+def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
+    """XINFO STREAM and XINFO GROUPS for many keys in one pipeline (None: key gone)."""
+    pipe = client().pipeline(transaction=False)
+    queue_infos(pipe, keys)
+    return infos_from(keys, pipe.execute(raise_on_error=False), server)
+
+
 def stream(key: bytes, server: Server) -> StreamInfo:
     info = stream_infos([key], server)[0]
     if info is None:
@@ -159,14 +175,30 @@ def stream(key: bytes, server: Server) -> StreamInfo:
 def count_lags(infos: list[StreamInfo]) -> list[StreamInfo]:
     """The streams with each lag Redis cannot give (deletions past the group's position, or
     Redis < 7) counted inside Redis, up to LAG_COUNT_LIMIT: one round trip for them all."""
+    pipe = client().pipeline(transaction=False)
+    unknown = queue_counts(pipe, infos)
+    return with_counts(infos, unknown, pipe.execute() if unknown else [])
+
+
+LagCount = tuple[int, Group]  # (index of the stream in infos, a group whose lag is unknown)
+
+
+def queue_counts(pipe: Pipeline, infos: list[StreamInfo]) -> list[LagCount]:
+    """COUNT_AFTER on a pipeline (sync or async) for each group with no lag; returns them."""
     unknown = [(i, g) for i, info in enumerate(infos) for g in info.groups if g.lag is None]
+    limit = conf.get("LAG_COUNT_LIMIT")
+    for i, g in unknown:
+        pipe.eval(COUNT_AFTER, 1, infos[i].key, g.last_delivered_id, limit)
+    return unknown
+
+
+def with_counts(infos: list[StreamInfo], unknown: list[LagCount], replies: list[int]
+                ) -> list[StreamInfo]:
+    """The streams with queue_counts's replies as their groups' lags."""
     if not unknown:
         return infos
     limit = conf.get("LAG_COUNT_LIMIT")
-    pipe = client().pipeline(transaction=False)
-    for i, g in unknown:
-        pipe.eval(COUNT_AFTER, 1, infos[i].key, g.last_delivered_id, limit)
-    counts = {(i, g.name): n for (i, g), n in zip(unknown, pipe.execute(), strict=True)}
+    counts = {(i, g.name): n for (i, g), n in zip(unknown, replies, strict=True)}
     note = f"Counted by the dashboard, up to {limit:,}: the entries after the last-delivered ID."
 
     def with_count(i: int, g: Group) -> Group:

@@ -11,8 +11,9 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from streams_admin.consumers import StatsConsumer, TailConsumer
+from streams_admin.consumers import TailConsumer
 from streams_admin.names import glob, to_token
+from streams_admin.stats import StatsConsumer
 from tests.html import table
 
 KEYS = [b"app:a", b"app:b", b"app:", b"apx:a", b"other", b"", b"a*b", b"a?b", b"a[b]",

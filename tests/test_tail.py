@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 
 from dashboard.asgi import application
 from streams_admin import consumers
-from streams_admin.consumers import StatsConsumer, TailConsumer
+from streams_admin.consumers import TailConsumer
 from streams_admin.names import to_token
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -241,10 +241,6 @@ async def test_filtered_and_unfiltered_viewers_share_the_reader(r: redis.Redis, 
 async def test_unauthenticated_and_non_staff_sockets_are_refused(r, django_user_model) -> None:
     anonymous = WebsocketCommunicator(TailConsumer.as_asgi(), "/ws/tail/?key=s")
     assert (await anonymous.connect())[0] is False
-    viewer = await asyncio.to_thread(django_user_model.objects.create_user, "v", password="pw")
-    plain = WebsocketCommunicator(StatsConsumer.as_asgi(), "/ws/stats/?key=s")
-    plain.scope["user"] = viewer
-    assert (await plain.connect())[0] is False
 
 
 async def test_full_stack_checks_session_and_origin(r, client, staff) -> None:
@@ -270,55 +266,6 @@ async def test_bad_parameters_get_a_clear_error(r, staff) -> None:
     await tail.connect()
     message = await tail.receive_json_from(timeout=3)
     assert message["type"] == "error" and "someday" in message["message"]
-
-
-async def test_stats_report_counts_and_rate(r: redis.Redis, staff) -> None:
-    r.xadd("s", {"n": "0"})
-    r.xgroup_create("s", "g", id="0")
-    stats = WebsocketCommunicator(StatsConsumer.as_asgi(), "/ws/stats/?key=s")
-    stats.scope["user"] = staff
-    assert (await stats.connect())[0]
-    first = await stats.receive_json_from(timeout=3)
-    assert first["streams"]["s"]["length"] == 1
-    assert first["streams"]["s"]["groups"]["g"]["lag"] == 1
-    for n in range(5):
-        r.xadd("s", {"n": str(n)})
-    await stats.send_to(text_data="not json")  # ignored: the counts go on
-    await stats.send_to(bytes_data=b"\xff")
-    second = await stats.receive_json_from(timeout=3)
-    assert second["streams"]["s"]["length"] == 6 and second["streams"]["s"]["rate"] > 0
-    await stats.disconnect()
-
-
-async def test_stats_lag_leaves_out_entries_trimmed_before_the_group_read_them(r, staff) -> None:
-    for n in range(10):
-        r.xadd("s", {"n": str(n)})
-    r.xgroup_create("s", "g", id="0")
-    r.xreadgroup("g", "c", {"s": ">"}, count=2)
-    r.xtrim("s", maxlen=5, approximate=False)
-    assert r.xinfo_groups("s")[0]["lag"] == 8  # Redis counts the 3 it will never deliver
-    stats = WebsocketCommunicator(StatsConsumer.as_asgi(), "/ws/stats/?key=s")
-    stats.scope["user"] = staff
-    assert (await stats.connect())[0]
-    counts = await stats.receive_json_from(timeout=3)
-    assert counts["streams"]["s"]["groups"]["g"]["lag"] == 5
-    await stats.disconnect()
-
-
-async def test_stats_count_a_lag_redis_cannot_give_on_a_one_stream_page(r, staff, settings):
-    ids = [r.xadd("s", {"n": str(n)}) for n in range(5)]
-    r.xgroup_create("s", "g", id="0")
-    r.xreadgroup("g", "c", {"s": ">"}, count=1)
-    r.xdel("s", ids[3])
-    r.xadd("other", {"n": "1"})
-    settings.STREAMS_ADMIN = {"LAG_COUNT_LIMIT": 3}
-    for query, lag, at_least in (("key=s", 3, True), ("key=s&key=other", None, False)):
-        stats = WebsocketCommunicator(StatsConsumer.as_asgi(), f"/ws/stats/?{query}")
-        stats.scope["user"] = staff
-        assert (await stats.connect())[0]
-        group = (await stats.receive_json_from(timeout=3))["streams"]["s"]["groups"]["g"]
-        assert (group["lag"], group["lag_at_least"]) == (lag, at_least)
-        await stats.disconnect()
 
 
 def row_ids(message: dict) -> list[str]:

@@ -17,8 +17,9 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from streams_admin import permissions
-from streams_admin.consumers import StatsConsumer, TailConsumer
+from streams_admin.consumers import TailConsumer
 from streams_admin.models import AuditEntry
+from streams_admin.stats import StatsConsumer
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 
 import redis
 
 from streams_admin import conf
 from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
-from streams_admin.values import Entry, id_key, id_time, parse_entry, text_id
+from streams_admin.values import Entry, Value, id_key, id_time, parse_entry, text_id
 
 LAG_NOT_SUPPORTED = "This server reports no lag (Redis 7.0+ does)"
 LAG_UNKNOWN = (
@@ -207,6 +208,37 @@ def scan_streams(pattern: str, limit: int) -> tuple[list[bytes], bool]:
 def entry(key: bytes, entry_id: str) -> Entry | None:
     found = client().xrange(key, entry_id, entry_id, count=1)
     return parse_entry(found[0]) if found else None
+
+
+_SCRIPTS = Path(__file__).parent
+ENTRY_SLICE = (_SCRIPTS / "entry_slice.lua").read_text()
+VALUE_CHUNK = (_SCRIPTS / "value_chunk.lua").read_text()
+
+
+def entry_slice(key: bytes, entry_id: str, first: int, fields: int, size: int,
+                value_size: int) -> Entry | None:
+    """One entry as the entry page shows it: `fields` fields from position `first`, each
+    name and value cut to `value_size` bytes and all of them to `size`. Redis does the
+    cutting, so this costs the budget, not the entry's size."""
+    found = client().register_script(ENTRY_SLICE)(
+        keys=[key], args=[entry_id, first, fields, size, value_size])
+    if not found:
+        return None
+    count, stored, flat = found
+    pairs = tuple((Value(flat[i], flat[i + 1] - len(flat[i])),
+                   Value(flat[i + 2], flat[i + 3] - len(flat[i + 2])))
+                  for i in range(0, len(flat), 4))
+    return Entry(entry_id, pairs, first_field=first, field_count=count, stored_size=stored)
+
+
+def value_chunk(key: bytes, entry_id: str, position: int, offset: int,
+                size: int) -> tuple[int, bytes]:
+    """(the value's length, `size` of its bytes from `offset`) of the field at `position`."""
+    found = client().register_script(VALUE_CHUNK)(
+        keys=[key], args=[entry_id, position, offset, size])
+    if not found:
+        raise NotFound(f"{entry_id} field {position}".encode())
+    return found[0], found[1]
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ DEFAULTS: dict[str, Any] = {
     "ROW_BYTES": 4096,
     "ENTRY_FIELDS": 1000,
     "ENTRY_BYTES": 256 * 1024,
-    "DOWNLOAD_CHUNK": 1 << 20,  # bytes of a value per Redis call while a download streams
     "SEARCH_BUDGET": 10_000,  # entries one stream-page search request looks at, at most
 }
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
-
-import redis
 
 from streams_admin import conf
+from streams_admin.bounded import read_entry, xinfo_streams
 from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
 from streams_admin.values import Entry, Value, id_key, id_time, parse_entry, text_id
@@ -133,17 +131,11 @@ def _stream(key: bytes, info: dict, groups: list[dict], server: Server) -> Strea
 
 def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
     """XINFO STREAM and XINFO GROUPS for many keys in one pipeline (None: key gone)."""
-    pipe = client().pipeline(transaction=False)
-    for key in keys:
-        pipe.xinfo_stream(key)
-        pipe.xinfo_groups(key)
-    replies = pipe.execute(raise_on_error=False)
     infos: list[StreamInfo | None] = []
-    for i, key in enumerate(keys):
-        info, groups = replies[2 * i], replies[2 * i + 1]
+    # Read off the socket: XINFO STREAM carries the first and last entries whole (a 10 MB
+    # entry made every page of its stream hold 20 MB); only their IDs are kept.
+    for key, (info, groups) in zip(keys, xinfo_streams(keys), strict=True):
         if isinstance(info, Exception) or isinstance(groups, Exception):
-            if isinstance(info, redis.ConnectionError | redis.TimeoutError):
-                raise info
             infos.append(None)  # deleted or retyped since SCAN saw it
         else:
             infos.append(_stream(key, info, groups, server))
@@ -210,35 +202,47 @@ def entry(key: bytes, entry_id: str) -> Entry | None:
     return parse_entry(found[0]) if found else None
 
 
-_SCRIPTS = Path(__file__).parent
-ENTRY_SLICE = (_SCRIPTS / "entry_slice.lua").read_text()
-VALUE_CHUNK = (_SCRIPTS / "value_chunk.lua").read_text()
-
-
 def entry_slice(key: bytes, entry_id: str, first: int, fields: int, size: int,
                 value_size: int) -> Entry | None:
     """One entry as the entry page shows it: `fields` fields from position `first`, each
-    name and value cut to `value_size` bytes and all of them to `size`. Redis does the
-    cutting, so this costs the budget, not the entry's size."""
-    found = client().register_script(ENTRY_SLICE)(
-        keys=[key], args=[entry_id, first, fields, size, value_size])
-    if not found:
+    name and value cut to `value_size` bytes and all of them to `size` (as html.fields
+    spends its budget). Only those bytes are kept while the reply is read."""
+    budget = _Budget(2 * first, 2 * (first + fields), value_size, size)
+    items = read_entry(key, entry_id, budget.keep)
+    if items is None:
         return None
-    count, stored, flat = found
-    pairs = tuple((Value(flat[i], flat[i + 1] - len(flat[i])),
-                   Value(flat[i + 2], flat[i + 3] - len(flat[i + 2])))
-                  for i in range(0, len(flat), 4))
-    return Entry(entry_id, pairs, first_field=first, field_count=count, stored_size=stored)
+    pairs = []
+    for i in range(2 * first, min(budget.end, len(items) - 1), 2):
+        (name, name_size), (value, value_size_) = items[i], items[i + 1]
+        pairs.append((Value(name, name_size - len(name)), Value(value, value_size_ - len(value))))
+    return Entry(entry_id, tuple(pairs), first_field=first, field_count=len(items) // 2,
+                 stored_size=sum(length for _, length in items))
 
 
-def value_chunk(key: bytes, entry_id: str, position: int, offset: int,
-                size: int) -> tuple[int, bytes]:
-    """(the value's length, `size` of its bytes from `offset`) of the field at `position`."""
-    found = client().register_script(VALUE_CHUNK)(
-        keys=[key], args=[entry_id, position, offset, size])
-    if not found:
+class _Budget:
+    """What entry_slice keeps of each name and value, in order: html.fields' rule."""
+
+    def __init__(self, start: int, end: int, most: int, size: int) -> None:
+        self.start, self.end, self.most, self.left = start, end, most, size
+
+    def keep(self, position: int, length: int) -> int:
+        if not self.start <= position < self.end:
+            return 0
+        if position % 2 == 0 and self.left <= 0:
+            self.end = position  # the budget is spent: no more fields
+            return 0
+        limit = min(self.most, self.left)
+        self.left -= min(length, limit)
+        return limit
+
+
+def field_value(key: bytes, entry_id: str, position: int) -> bytes:
+    """The whole value of the entry's field at `position` (0-based); no other bytes kept."""
+    wanted = 2 * position + 1
+    items = read_entry(key, entry_id, lambda i, length: length if i == wanted else 0)
+    if items is None or not 0 <= position < len(items) // 2:
         raise NotFound(f"{entry_id} field {position}".encode())
-    return found[0], found[1]
+    return items[wanted][0]
 
 
 @dataclass(frozen=True)

@@ -86,15 +86,9 @@ class Value:
 
     def head(self, limit: int) -> bytes:
         """The first `limit` bytes, not cutting a UTF-8 character in two."""
-        if len(self.raw) <= limit:
+        if len(self.raw) <= limit and not self.cut:
             return self.raw
-        end = limit
-        for _ in range(3):
-            if end and 0x80 <= self.raw[end] < 0xC0:
-                end -= 1  # a continuation byte: its character starts before
-        if 0x80 <= self.raw[end] < 0xC0:
-            end = limit  # not UTF-8 anyway
-        return self.raw[:end]
+        return _drop_cut_character(self.raw[:limit])
 
     def preview(self, limit: int) -> str:
         """The first `limit` bytes as text: a preview decodes (and escapes) only what it shows,
@@ -111,6 +105,18 @@ class Value:
     @property
     def name_token(self) -> str:
         return names.to_token(self.raw)
+
+
+def _drop_cut_character(data: bytes) -> bytes:
+    """Without the UTF-8 character cut short at its end, if there is one."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80 or byte > 0xF4:  # ASCII, or never UTF-8: nothing to keep whole
+            return data
+        if byte >= 0xC0:  # the lead byte: does all of its character fit?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data[:-back] if need > back else data
+    return data
 
 
 _FLAT_ITEMS_ON_LINES = json.JSONEncoder(ensure_ascii=False, separators=(",\n  ", ": "))

@@ -48,14 +48,14 @@ class _Reply:
         kind, rest = self.line()
         return kind, int(rest)
 
-    def bulk(self, keep: int) -> tuple[bytes, int]:
+    def bulk(self, keep: int) -> tuple[bytearray, int]:
         """A bulk string's first `keep` bytes (the rest is read and dropped), and its length."""
         kind, size = self.header()
         if kind != b"$" or size < 0:
             raise redis.ResponseError(f"unexpected reply {kind!r} in an entry")
         return self._body(size, keep), size
 
-    def _body(self, size: int, keep: int) -> bytes:
+    def _body(self, size: int, keep: int) -> bytearray:
         kept = bytearray(min(keep, size))  # filled in place: no copy of a big value
         view, at, left = memoryview(kept), 0, size + 2  # and its \r\n
         while left:
@@ -66,7 +66,7 @@ class _Reply:
             take = part[:len(kept) - at]
             view[at:at + len(take)] = take
             at, left = at + len(take), left - len(part)
-        return kept if len(kept) > CHUNK else bytes(kept)  # type: ignore[return-value]
+        return kept  # not bytes(kept): that would copy a whole downloaded value
 
     def any(self, keep: int) -> object:
         """Any reply, each bulk string cut to `keep` bytes."""
@@ -103,11 +103,11 @@ def _call(commands: list[tuple[object, ...]], read: Callable[[_Reply], object]) 
         pool.release(conn)
 
 
-def read_entry(key: bytes, entry_id: str, keep: Keep) -> list[tuple[bytes, int]] | None:
+def read_entry(key: bytes, entry_id: str, keep: Keep) -> list[tuple[bytearray, int]] | None:
     """The entry's names and values in order (name, value, name, ...), each as (the bytes
     `keep` kept of it, its length); None when there is no such entry."""
 
-    def read(reply: _Reply) -> list[tuple[bytes, int]] | None:
+    def read(reply: _Reply) -> list[tuple[bytearray, int]] | None:
         if reply.header()[1] == 0:
             return None
         reply.header()  # the entry: [id, fields]

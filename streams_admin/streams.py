@@ -214,7 +214,8 @@ def entry_slice(key: bytes, entry_id: str, first: int, fields: int, size: int,
     pairs = []
     for i in range(2 * first, min(budget.end, len(items) - 1), 2):
         (name, name_size), (value, value_size_) = items[i], items[i + 1]
-        pairs.append((Value(name, name_size - len(name)), Value(value, value_size_ - len(value))))
+        pairs.append((Value(bytes(name), name_size - len(name)),
+                      Value(bytes(value), value_size_ - len(value))))
     return Entry(entry_id, tuple(pairs), first_field=first, field_count=len(items) // 2,
                  stored_size=sum(length for _, length in items))
 
@@ -236,7 +237,7 @@ class _Budget:
         return limit
 
 
-def field_value(key: bytes, entry_id: str, position: int) -> bytes:
+def field_value(key: bytes, entry_id: str, position: int) -> bytearray:
     """The whole value of the entry's field at `position` (0-based); no other bytes kept."""
     wanted = 2 * position + 1
     items = read_entry(key, entry_id, lambda i, length: length if i == wanted else 0)

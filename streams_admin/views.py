@@ -169,7 +169,7 @@ SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 DOWNLOAD_CHUNK = 256 * 1024
 
 
-async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+async def _chunks(data: bytearray) -> AsyncIterator[bytes]:
     view = memoryview(data)
     for offset in range(0, len(data), DOWNLOAD_CHUNK):
         yield bytes(view[offset:offset + DOWNLOAD_CHUNK])

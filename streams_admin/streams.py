@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import redis
+
 from streams_admin import conf
 from streams_admin.bounded import read_entry, xinfo_streams
 from streams_admin.filters import EntryFilter
@@ -240,7 +242,10 @@ class _Budget:
 def field_value(key: bytes, entry_id: str, position: int) -> bytearray:
     """The whole value of the entry's field at `position` (0-based); no other bytes kept."""
     wanted = 2 * position + 1
-    items = read_entry(key, entry_id, lambda i, length: length if i == wanted else 0)
+    try:
+        items = read_entry(key, entry_id, lambda i, length: length if i == wanted else 0)
+    except redis.ResponseError as exc:  # not a stream (any more)
+        raise NotFound(key) from exc
     if items is None or not 0 <= position < len(items) // 2:
         raise NotFound(f"{entry_id} field {position}".encode())
     return items[wanted][0]

@@ -93,6 +93,9 @@ def test_download_of_a_missing_entry_or_field_is_a_404(viewer_client, r) -> None
     assert viewer_client.get(f"{url}fields/1/download/").status_code == 404
     missing = reverse("streams_admin:entry", args=[b"blob", "1-1"])
     assert viewer_client.get(f"{missing}fields/0/download/").status_code == 404
+    r.set("text", "a string, not a stream")
+    not_stream = reverse("streams_admin:entry", args=[b"text", "1-1"])
+    assert viewer_client.get(f"{not_stream}fields/0/download/").status_code == 404
 
 
 def test_download_is_staff_only_and_scoped(client, viewer_client, r, settings) -> None:

@@ -65,16 +65,6 @@ def query(context: template.Context, **changes: object) -> str:
 
 
 @register.filter
-def is_long(value: Value, chars: int) -> bool:
-    return value.is_long(int(chars))
-
-
-@register.filter
-def preview(value: Value, chars: int) -> str:
-    return value.preview(int(chars))
-
-
-@register.filter
 def field(entry: Entry, name: str) -> Value | None:
     """The first field of that name (the bus's dead-letter metadata, say), or None."""
     wanted = name.encode()
@@ -89,11 +79,6 @@ def field(entry: Entry, name: str) -> Value | None:
 @register.simple_tag
 def entry_row(key: bytes, entry: Entry, limit: int, select: bool = False) -> SafeString:
     return mark_safe(html.entry_row(key, entry, int(limit), select=select))  # noqa: S308
-
-
-@register.simple_tag
-def show_value(v: Value, limit: int, more_url: str = "") -> SafeString:
-    return mark_safe(html.value(v, int(limit), more_url))  # noqa: S308
 
 
 @register.simple_tag

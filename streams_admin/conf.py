@@ -37,6 +37,13 @@ DEFAULTS: dict[str, Any] = {
     "TAIL_MAX_STREAMS": 100,  # streams one firehose follows
     "STATS_INTERVAL": 1.0,  # seconds between live count updates
     "ENTRY_PREVIEW_CHARS": 10_000,
+    # What one entry may put on a page, whatever Redis holds: rows (lists, tail, dead letters)
+    # show ROW_FIELDS fields and ROW_BYTES bytes of names and values (PREVIEW_CHARS of any one);
+    # the entry page reads and shows ENTRY_FIELDS fields and ENTRY_BYTES. More is a download.
+    "ROW_FIELDS": 20,
+    "ROW_BYTES": 4096,
+    "ENTRY_FIELDS": 1000,
+    "ENTRY_BYTES": 256 * 1024,
     "SEARCH_BUDGET": 10_000,  # entries one stream-page search request looks at, at most
 }
 

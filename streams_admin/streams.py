@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import redis
 
 from streams_admin import conf
+from streams_admin.bounded import read_entry, xinfo_streams
 from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
-from streams_admin.values import Entry, id_key, id_time, parse_entry, text_id
+from streams_admin.values import Entry, Value, id_key, id_time, parse_entry, text_id
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline as AsyncPipeline
@@ -159,10 +160,12 @@ def infos_from(keys: list[bytes], replies: list, server: Server) -> list[StreamI
 
 
 def stream_infos(keys: list[bytes], server: Server) -> list[StreamInfo | None]:
-    """XINFO STREAM and XINFO GROUPS for many keys in one pipeline (None: key gone)."""
-    pipe = client().pipeline(transaction=False)
-    queue_infos(pipe, keys)
-    return infos_from(keys, pipe.execute(raise_on_error=False), server)
+    """XINFO STREAM and XINFO GROUPS for many keys in one round trip (None: key gone).
+
+    Read off the socket: XINFO STREAM carries the first and last entries whole (a 10 MB
+    entry made every page of its stream hold 20 MB); only their IDs are kept."""
+    replies = [reply for pair in xinfo_streams(keys) for reply in pair]
+    return infos_from(keys, replies, server)
 
 
 def stream(key: bytes, server: Server) -> StreamInfo:
@@ -239,6 +242,53 @@ def scan_streams(pattern: str, limit: int) -> tuple[list[bytes], bool]:
 def entry(key: bytes, entry_id: str) -> Entry | None:
     found = client().xrange(key, entry_id, entry_id, count=1)
     return parse_entry(found[0]) if found else None
+
+
+def entry_slice(key: bytes, entry_id: str, first: int, fields: int, size: int,
+                value_size: int) -> Entry | None:
+    """One entry as the entry page shows it: `fields` fields from position `first`, each
+    name and value cut to `value_size` bytes and all of them to `size` (as html.fields
+    spends its budget). Only those bytes are kept while the reply is read."""
+    budget = _Budget(2 * first, 2 * (first + fields), value_size, size)
+    items = read_entry(key, entry_id, budget.keep)
+    if items is None:
+        return None
+    pairs = []
+    for i in range(2 * first, min(budget.end, len(items) - 1), 2):
+        (name, name_size), (value, value_size_) = items[i], items[i + 1]
+        pairs.append((Value(bytes(name), name_size - len(name)),
+                      Value(bytes(value), value_size_ - len(value))))
+    return Entry(entry_id, tuple(pairs), first_field=first, field_count=len(items) // 2,
+                 stored_size=sum(length for _, length in items))
+
+
+class _Budget:
+    """What entry_slice keeps of each name and value, in order: html.fields' rule."""
+
+    def __init__(self, start: int, end: int, most: int, size: int) -> None:
+        self.start, self.end, self.most, self.left = start, end, most, size
+
+    def keep(self, position: int, length: int) -> int:
+        if not self.start <= position < self.end:
+            return 0
+        if position % 2 == 0 and self.left <= 0:
+            self.end = position  # the budget is spent: no more fields
+            return 0
+        limit = min(self.most, self.left)
+        self.left -= min(length, limit)
+        return limit
+
+
+def field_value(key: bytes, entry_id: str, position: int) -> bytearray:
+    """The whole value of the entry's field at `position` (0-based); no other bytes kept."""
+    wanted = 2 * position + 1
+    try:
+        items = read_entry(key, entry_id, lambda i, length: length if i == wanted else 0)
+    except redis.ResponseError as exc:  # not a stream (any more)
+        raise NotFound(key) from exc
+    if items is None or not 0 <= position < len(items) // 2:
+        raise NotFound(f"{entry_id} field {position}".encode())
+    return items[wanted][0]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ urlpatterns = [
     path(stream, views.stream, name="stream"),
     path(stream + "tail/", views.tail, name="tail"),
     path(stream + "entries/<str:entry_id>/", views.entry, name="entry"),
+    path(stream + "entries/<str:entry_id>/fields/<int:position>/download/", views.download,
+         name="download"),
     path(stream + "trim/", confirm.trim, name="trim"),
     path(stream + "delete/", confirm.delete_stream, name="delete-stream"),
     path(stream + "delete-entries/", confirm.delete_entries, name="delete-entries"),

@@ -59,9 +59,10 @@ def human_bytes(size: int) -> str:
 
 @dataclass(frozen=True)
 class Value:
-    """A field name or value: any bytes."""
+    """A field name or value: any bytes; a bounded read keeps only the first ones."""
 
     raw: bytes
+    cut: int = 0  # bytes Redis holds past `raw` (the entry page reads a prefix of huge values)
 
     def __str__(self) -> str:
         return self.text
@@ -77,17 +78,25 @@ class Value:
 
     @property
     def size(self) -> int:
-        return len(self.raw)
+        return len(self.raw) + self.cut
 
     @property
     def size_text(self) -> str:
         return human_bytes(self.size)
 
-    def preview(self, chars: int) -> str:
-        return self.text[:chars]
+    def head(self, limit: int) -> bytes:
+        """The first `limit` bytes, not cutting a UTF-8 character in two."""
+        if len(self.raw) <= limit and not self.cut:
+            return self.raw
+        return _drop_cut_character(self.raw[:limit])
 
-    def is_long(self, chars: int) -> bool:
-        return len(self.text) > chars
+    def preview(self, limit: int) -> str:
+        """The first `limit` bytes as text: a preview decodes (and escapes) only what it shows,
+        so its cost is its size, not the value's (escapes make binary 4x longer)."""
+        return names.escape(self.head(limit))
+
+    def is_long(self, limit: int) -> bool:
+        return self.size > limit
 
     def hex(self, limit: int = 4096) -> str:
         data = self.raw[:limit]
@@ -96,6 +105,18 @@ class Value:
     @property
     def name_token(self) -> str:
         return names.to_token(self.raw)
+
+
+def _drop_cut_character(data: bytes) -> bytes:
+    """Without the UTF-8 character cut short at its end, if there is one."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80 or byte > 0xF4:  # ASCII, or never UTF-8: nothing to keep whole
+            return data
+        if byte >= 0xC0:  # the lead byte: does all of its character fit?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return data[:-back] if need > back else data
+    return data
 
 
 _FLAT_ITEMS_ON_LINES = json.JSONEncoder(ensure_ascii=False, separators=(",\n  ", ": "))
@@ -121,8 +142,24 @@ class Envelope:
     event_type: str
     timestamp: str
     data: Value
-    data_json: object | None
-    data_is_json: bool
+
+    @cached_property
+    def _parsed(self) -> tuple[object | None, bool | None]:
+        if self.data.cut:
+            return None, None  # only part of it was read: nobody can tell
+        try:
+            return json.loads(self.data.raw), True
+        except ValueError:
+            return None, False
+
+    @property
+    def data_json(self) -> object | None:
+        return self._parsed[0]
+
+    @property
+    def data_is_json(self) -> bool | None:
+        """Whether data is JSON; None when only part of it was read."""
+        return self._parsed[1]
 
     @cached_property
     def pretty_data(self) -> str:
@@ -142,6 +179,11 @@ class Envelope:
 class Entry:
     id: str
     fields: tuple[tuple[Value, Value], ...]  # in order, duplicates kept
+    # A bounded read (streams.entry_slice) holds fields[first_field:] of field_count, and the
+    # entry's size in Redis; -1: `fields` is the whole entry.
+    first_field: int = 0
+    field_count: int = -1
+    stored_size: int = -1
 
     @property
     def time(self) -> datetime | None:
@@ -149,22 +191,36 @@ class Entry:
 
     @property
     def size(self) -> int:
+        if self.stored_size >= 0:
+            return self.stored_size
         return sum(name.size + value.size for name, value in self.fields)
+
+    @property
+    def total_fields(self) -> int:
+        return self.field_count if self.field_count >= 0 else len(self.fields)
+
+    @property
+    def is_whole(self) -> bool:
+        """Every field and every byte of the entry was read."""
+        return (self.first_field == 0 and self.total_fields == len(self.fields)
+                and not any(name.cut or value.cut for name, value in self.fields))
 
     @cached_property
     def envelope(self) -> Envelope | None:
-        by_name: dict[bytes, bytes] = {}
+        by_name: dict[bytes, Value] = {}
         for name, value in self.fields:
-            by_name.setdefault(name.raw, value.raw)
-        if not all(field in by_name for field in ENVELOPE_FIELDS):
+            if not name.cut:
+                by_name.setdefault(name.raw, value)
+        if self.first_field or not all(field in by_name for field in ENVELOPE_FIELDS):
             return None
-        texts = [Value(by_name[f]).text for f in ENVELOPE_FIELDS[:3]]
-        data = Value(by_name[b"data"])
-        try:
-            parsed, is_json = json.loads(data.raw), True
-        except ValueError:
-            parsed, is_json = None, False
-        return Envelope(*texts, data=data, data_json=parsed, data_is_json=is_json)
+        texts = [by_name[f].preview(1024) for f in ENVELOPE_FIELDS[:3]]
+        return Envelope(*texts, data=by_name[b"data"])
+
+    @property
+    def data_position(self) -> int:
+        """The position of the field the envelope's data comes from."""
+        return next(self.first_field + i for i, (name, _) in enumerate(self.fields)
+                    if name.raw == b"data" and not name.cut)
 
     @property
     def other_fields(self) -> tuple[tuple[Value, Value], ...]:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import AsyncIterator, Callable
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import user_passes_test
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django_htmx.middleware import HtmxDetails
 
-from streams_admin import conf, names, params, pending, permissions, streams
+from streams_admin import conf, html, names, params, pending, permissions, streams
 from streams_admin import overview as overview_model
 from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
@@ -117,20 +119,60 @@ def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
         raise Http404("Not an entry ID.")
     server = streams.server()
     info = streams.stream(key, server)
-    found = streams.entry(key, entry_id)
     full = request.GET.get("full") == "1"
+    budget = html.Budget.entry_page(full)
+    first = _field_position(request.GET.get("fields_from"))
+    found = streams.entry_slice(key, entry_id, first, budget.fields, budget.size, budget.value)
+    whole = found is not None and found.is_whole
     context = {
         "stream": info,
         "entry_id": entry_id,
         "entry": found,
-        "xadd": found.xadd_command(key) if found and (full or found.size <= 65536) else "",
+        "xadd": found.xadd_command(key) if whole and (full or found.size <= XADD_LIMIT) else "",
+        "xadd_fits": found is not None and found.total_fields <= budget.fields
+        and found.size <= budget.size,
+        "budget": budget,
         "poison": conf.get("POISON_DELIVERIES"),
         "pending_in": pending.entry_pending(key, entry_id, info.groups),
         "full": full,
-        "preview_chars": conf.get("ENTRY_PREVIEW_CHARS"),
+        "preview_chars": budget.value,
         "server": server,
     }
     return render(request, "streams_admin/entry.html", context)
+
+
+def _field_position(text: str | None) -> int:
+    """?fields_from=N: the entry page shows fields from position N on (0 if it is no number)."""
+    return int(text) if text and text.isascii() and text.isdigit() and len(text) < 10 else 0
+
+
+XADD_LIMIT = 65536  # bigger entries give the command with ?full=1 (if within ENTRY_BYTES)
+
+
+@screen
+def download(request: HtmxHttpRequest, key: bytes, entry_id: str,
+             position: int) -> StreamingHttpResponse:
+    """One field's value, whole, as a file (the pages show a budget of it). Sent in chunks
+    from an async iterator: under ASGI, Django reads a sync iterator whole into a list first."""
+    if not ID_RE.match(entry_id):
+        raise Http404("Not an entry ID.")
+    data = streams.field_value(key, entry_id, position)
+    response = StreamingHttpResponse(_chunks(data), content_type="application/octet-stream")
+    response["Content-Length"] = str(len(data))
+    name = f"{names.to_token(key)}-{entry_id}-field{position}.bin"
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=SAFE_FILENAME.sub("_", name)[-120:])
+    return response
+
+
+SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+DOWNLOAD_CHUNK = 256 * 1024
+
+
+async def _chunks(data: bytearray) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for offset in range(0, len(data), DOWNLOAD_CHUNK):
+        yield bytes(view[offset:offset + DOWNLOAD_CHUNK])
 
 
 @screen

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from streams_admin.html import _e, entry_row, fields, value
+from streams_admin.html import Budget, _e, entry_row, fields, value
 from streams_admin.values import Entry, Value, parse_entry, pretty_json
 
 
@@ -40,7 +40,7 @@ def test_rows_values_and_fields_escape_everything_from_redis(data: bytes) -> Non
     entry = hostile_entry(data)
     whole = [entry_row(HOSTILE, entry, 10, select=True, show_stream=True),
              entry_row(HOSTILE, entry, 10_000), value(Value(HOSTILE), 100),
-             fields(entry.fields, 10_000, full=True)]
+             fields(entry.fields, Budget(1000, 1 << 20, 1 << 20))]
     for out in [*whole, value(Value(HOSTILE), 5)]:
         assert "<script" not in out and "<b>" not in out and "'x'" not in out
     assert all("&lt;script&gt;" in out for out in whole)

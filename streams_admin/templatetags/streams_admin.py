@@ -9,7 +9,7 @@ from django.http import QueryDict
 from django.utils.safestring import SafeString, mark_safe
 
 from streams_admin import html, names
-from streams_admin.values import Entry, Value, human_duration
+from streams_admin.values import ID_RE, Entry, Value, human_duration
 
 register = template.Library()
 
@@ -20,9 +20,14 @@ def token(name: bytes) -> str:
     return names.to_token(name)
 
 
+NAME_LIMIT = 1000  # bytes of a name a page shows: a name may be as huge as a value
+
+
 @register.filter
 def show(name: bytes | None) -> str:
-    return "" if name is None else names.show(name)
+    if name is None:
+        return ""
+    return clip(Value(name), NAME_LIMIT)
 
 
 @register.filter
@@ -60,16 +65,6 @@ def query(context: template.Context, **changes: object) -> str:
 
 
 @register.filter
-def is_long(value: Value, chars: int) -> bool:
-    return value.is_long(int(chars))
-
-
-@register.filter
-def preview(value: Value, chars: int) -> str:
-    return value.preview(int(chars))
-
-
-@register.filter
 def field(entry: Entry, name: str) -> Value | None:
     """The first field of that name (the bus's dead-letter metadata, say), or None."""
     wanted = name.encode()
@@ -87,11 +82,28 @@ def entry_row(key: bytes, entry: Entry, limit: int, select: bool = False) -> Saf
 
 
 @register.simple_tag
-def show_value(v: Value, limit: int, full: bool = False) -> SafeString:
-    return mark_safe(html.value(v, int(limit), full=full))  # noqa: S308
+def entry_value(v: Value, position: int, url: str, full: bool) -> SafeString:
+    """A value on the entry page: a cut one links to ?full=1 or to its download."""
+    budget = html.Budget.entry_page(full)
+    more = html.entry_link(url, full, 0)(int(position), v)
+    return mark_safe(html.value(v, budget.value, more))  # noqa: S308
 
 
 @register.simple_tag
-def show_fields(pairs: tuple[tuple[Value, Value], ...], limit: int,
-                full: bool = False) -> SafeString:
-    return mark_safe(html.fields(pairs, int(limit), full=full))  # noqa: S308
+def entry_fields(entry: Entry, url: str, full: bool) -> SafeString:
+    return mark_safe(html.entry_fields(entry, url, full))  # noqa: S308
+
+
+@register.filter
+def as_entry_id(v: Value | None) -> str:
+    """The value as an entry ID to link to, or "" if it is none (any bytes may be there)."""
+    text = v.preview(45) if v is not None else ""
+    return text if ID_RE.match(text) else ""
+
+
+@register.filter
+def clip(v: Value | None, limit: int = 200) -> str:
+    """A value's first `limit` bytes as text (autoescaped), "…" if there is more."""
+    if v is None:
+        return ""
+    return v.preview(int(limit)) + ("…" if v.is_long(int(limit)) else "")

@@ -33,9 +33,14 @@ end
 """
 
 
-def big_stream(r: redis.Redis) -> list[str]:
+def big_stream(r: redis.Redis, settings) -> list[str]:
     """BIG entries in one stream, a group that read the first 1,000 (pending), and a group
-    that read none; then an empty SLOWLOG that records anything slower than SLOW_US."""
+    that read none; then an empty SLOWLOG that records anything slower than SLOW_US.
+
+    Calls stop after 2 ms here (10 ms by default): SLOWLOG times the wall clock, and on a
+    machine shared by many test runs Redis may wait for a core in the middle of a call. A
+    preview as it was (one script counting everything) takes hundreds of ms even alone."""
+    settings.STREAMS_ADMIN = {"PREVIEW_STEP": 2000, "PREVIEW_STEP_MS": 2}
     for _ in range(BIG // 50_000):
         r.eval(FILL, 1, "big", 50_000)
     r.xgroup_create("big", "early", id="0")
@@ -51,8 +56,9 @@ def slow_commands(r: redis.Redis) -> list[bytes]:
     return [row["command"][:120] for row in r.slowlog_get(100)]
 
 
-def test_trim_preview_on_a_big_stream_is_budgeted_and_says_at_least(admin_client, r) -> None:
-    middle, = big_stream(r)
+def test_trim_preview_on_a_big_stream_is_budgeted_and_says_at_least(admin_client, r,
+                                                                     settings) -> None:
+    middle, = big_stream(r, settings)
     url = reverse("streams_admin:trim", args=[b"big"])
     page = admin_client.get(url + f"?strategy=minid&threshold={middle}").content.decode()
     assert slow_commands(r) == []
@@ -67,8 +73,9 @@ def test_trim_preview_on_a_big_stream_is_budgeted_and_says_at_least(admin_client
     assert slow_commands(r) == []
 
 
-def test_set_id_preview_on_a_big_stream_is_budgeted_and_says_at_least(admin_client, r) -> None:
-    middle, = big_stream(r)
+def test_set_id_preview_on_a_big_stream_is_budgeted_and_says_at_least(admin_client, r,
+                                                                       settings) -> None:
+    middle, = big_stream(r, settings)
     url = reverse("streams_admin:set-id", args=[b"big", b"idle"])
     page = admin_client.get(url + f"?position={middle}").content.decode()
     assert slow_commands(r) == []

@@ -66,7 +66,8 @@ def _entries_after(key: bytes, position: str, info: dict, groups: list[dict]) ->
         if text_id(raw["last-delivered-id"]) == position and raw.get("lag") is not None:
             return Count(min(int(raw["lag"]), length))
     budget = Budget(key)
-    after = budget.walk("XREVRANGE", "+", f"({position}", cap=budget.left // 2)
+    # From the last entry XINFO saw, not "+": entries added meanwhile are not in `length`.
+    after = budget.walk("XREVRANGE", last, f"({position}", cap=budget.left // 2)
     if after.finished:
         return Count(after.count)
     before = budget.walk("XRANGE", "-", position)

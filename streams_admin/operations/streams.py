@@ -90,11 +90,12 @@ def _threshold(strategy: str, text: str) -> str:
         raise ActionError("MINID takes an entry ID, an age (like 7d) or a date-time.") from exc
 
 
-def _maxlen_cut(budget: Budget, removed: int, length: int) -> Cut:
+def _maxlen_cut(budget: Budget, removed: int, info: dict) -> Cut:
     """The last entry MAXLEN removes, walked to from the nearer end within half the budget;
     past that, the bounds reached walking from both ends."""
+    length, last = int(info["length"]), end_id(info, "last-entry") or "+"
     if removed >= length:
-        return Cut("+", "+")
+        return Cut(last, last)
     kept = length - removed
     low, high = "0-0", "+"
     for forward in (removed <= kept, removed > kept):
@@ -102,7 +103,7 @@ def _maxlen_cut(budget: Budget, removed: int, length: int) -> Cut:
             walk = budget.walk("XRANGE", "-", "+", upto=removed, cap=budget.left // 2)
             low = walk.last or low
         else:  # the (kept + 1)-th entry from the end is the last one removed
-            walk = budget.walk("XREVRANGE", "+", "-", upto=kept + 1, cap=budget.left // 2)
+            walk = budget.walk("XREVRANGE", last, "-", upto=kept + 1, cap=budget.left // 2)
             high = f"({walk.last}" if walk.last else high
         if walk.finished and walk.last:
             return Cut(walk.last, walk.last)
@@ -120,7 +121,8 @@ def _minid_removed(budget: Budget, threshold: str, info: dict) -> Count:
     forward = budget.walk("XRANGE", "-", f"({threshold}", cap=budget.left // 2)
     if forward.finished:
         return Count(forward.count)
-    backward = budget.walk("XREVRANGE", "+", threshold, cap=budget.left // 2)
+    # From the last entry XINFO saw, not "+": entries added meanwhile are not in `length`.
+    backward = budget.walk("XREVRANGE", last, threshold, cap=budget.left // 2)
     if backward.finished:
         return Count(length - backward.count)
     return Count(forward.count, True)
@@ -158,7 +160,7 @@ def preview_trim(key: bytes, strategy: str, text: str, approximate: bool) -> Tri
     length, budget = int(info["length"]), Budget(key)
     if strategy == "maxlen":
         removed = Count(max(0, length - int(threshold)))
-        cut = _maxlen_cut(budget, removed.value, length) if removed and groups else None
+        cut = _maxlen_cut(budget, removed.value, info) if removed and groups else None
     else:
         removed = _minid_removed(budget, threshold, info)
         cut = Cut(f"({threshold}", f"({threshold}")

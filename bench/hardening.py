@@ -167,17 +167,43 @@ async def load(port: int, path: str, cookie: str, clients: int, requests: int,
     return clients * requests / (time.perf_counter() - started), latencies
 
 
-def throughput(port: int, cookie: str, args: argparse.Namespace) -> list[str]:
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def sample_threads(pid: int, seen: list[int]) -> None:
+    """Daphne runs each request's sync view in a thread of its own (Django opens a
+    ThreadSensitiveContext per request): the thread count shows it."""
+    while True:
+        seen.append(threads_of(pid))
+        await asyncio.sleep(0.05)
+
+
+async def load_and_threads(pid: int, *args: Any) -> tuple[float, list[float], int]:
+    seen: list[int] = []
+    sampler = asyncio.create_task(sample_threads(pid, seen))
+    rate, latencies = await load(*args)
+    sampler.cancel()
+    return rate, latencies, max(seen, default=0)
+
+
+def throughput(port: int, pid: int, cookie: str, args: argparse.Namespace) -> list[str]:
     runs: dict[str, list[tuple[float, list[float]]]] = {"overview": [], "login": []}
     cases = {"overview": ("/?sort=lag&desc=1", cookie, b"1000 streams"),
              "login": ("/login/", "", b"csrfmiddlewaretoken")}
     asyncio.run(load(port, "/", cookie, 5, 2, b"streams"))  # warm up both
     asyncio.run(load(port, "/login/", "", 5, 2, b"csrf"))
+    threads = 0
     for n in range(args.rounds):
         for name in (("overview", "login") if n % 2 == 0 else ("login", "overview")):
             path, session, must = cases[name]
-            rate, lat = asyncio.run(load(port, path, session, args.clients, args.requests, must))
+            rate, lat, most = asyncio.run(load_and_threads(
+                pid, port, path, session, args.clients, args.requests, must))
             runs[name].append((rate, lat))
+            threads = max(threads, most)
             log(f"  {name}: {rate:.1f} req/s, p50 {statistics.median(lat) * 1000:.0f} ms")
     print(f"\n== 1. Overview of 1,000 streams vs login page, {args.clients} concurrent clients, "
           f"{args.requests} requests each, x{args.rounds} alternating ==")
@@ -189,6 +215,7 @@ def throughput(port: int, cookie: str, args: argparse.Namespace) -> list[str]:
               f"   p99 {lat[int(len(lat) * 0.99) - 1] * 1000:6.0f} ms")
     ratio = rates["overview"] / rates["login"]
     print(f"  ratio overview / login: {ratio:.2f} (target >= 0.5)")
+    print(f"  Daphne's threads at most: {threads} (views run concurrently, one thread each)")
     return [] if ratio >= 0.5 else [f"overview / login throughput {ratio:.2f} < 0.5"]
 
 
@@ -304,26 +331,35 @@ def trim_through_dashboard(port: int) -> str:
 
 
 class Longest:
-    """The longest command Redis itself ran meanwhile (SLOWLOG, 5 ms and over): what blocked
-    other clients, without the scheduling noise a client-side timer has on a busy machine."""
+    """What Redis itself ran meanwhile (SLOWLOG of every command): the longest command, and
+    the spread of the scripts' durations. SLOWLOG times the wall clock, so on a busy machine
+    a call that waited for a core looks long too; the median shows the work itself."""
 
     def __init__(self, r: redis.Redis) -> None:
         self.r = r
 
     def __enter__(self) -> Longest:
-        self.r.config_set("slowlog-log-slower-than", 5000)
-        self.r.config_set("slowlog-max-len", 10000)
+        self.r.config_set("slowlog-log-slower-than", 0)
+        self.r.config_set("slowlog-max-len", 100_000)
         self.r.slowlog_reset()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        rows = self.r.slowlog_get(10000)
+        rows = [row for row in self.r.slowlog_get(100_000)
+                if not row["command"].startswith((b"SLOWLOG", b"CONFIG"))]
         worst = max(rows, key=lambda row: row["duration"], default=None)
         self.ms = worst["duration"] / 1000 if worst else 0.0
         self.command = worst["command"][:40].decode(errors="replace") if worst else "-"
+        self.scripts = sorted(row["duration"] / 1000 for row in rows
+                              if row["command"].startswith((b"EVAL", b"EVALSHA")))
 
     def text(self) -> str:
-        return f"longest Redis command {self.ms:7.1f} ms ({self.command})"
+        line = f"longest Redis command {self.ms:7.1f} ms ({self.command.splitlines()[0]})"
+        if self.scripts:
+            n = len(self.scripts)
+            line += (f"; scripts: {n} calls, median {statistics.median(self.scripts):.1f} ms, "
+                     f"p99 {self.scripts[max(0, int(n * 0.99) - 1)]:.1f} ms")
+        return line
 
 
 # --- main --------------------------------------------------------------------------------
@@ -352,7 +388,7 @@ def main() -> int:
                            check=True, capture_output=True, timeout=120)
         daphne, port = start_daphne(env, tmp)
         _, cookie = login(f"http://127.0.0.1:{port}")
-        failures = throughput(port, cookie, args)
+        failures = throughput(port, daphne.pid, cookie, args)
         log("seeding 1,000,000 entries")
         seed_big(r, 1_000_000)
         failures += previews(port, cookie, server.url, r)

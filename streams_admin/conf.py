@@ -43,7 +43,7 @@ DEFAULTS: dict[str, Any] = {
     # PREVIEW_STEP entries or PREVIEW_STEP_MS, so other clients wait no longer than that.
     "PREVIEW_BUDGET": 100_000,
     "PREVIEW_STEP": 10_000,
-    "PREVIEW_STEP_MS": 10,
+    "PREVIEW_STEP_MS": 5,
     # Seconds an overview computation serves later requests for the same page; concurrent
     # requests always share the one in flight. The page says "as of" when it was taken.
     "OVERVIEW_FRESHNESS": 1.0,

@@ -37,7 +37,7 @@ def big_stream(r: redis.Redis, settings) -> list[str]:
     """BIG entries in one stream, a group that read the first 1,000 (pending), and a group
     that read none; then an empty SLOWLOG that records anything slower than SLOW_US.
 
-    Calls stop after 2 ms here (10 ms by default): SLOWLOG times the wall clock, and on a
+    Calls stop after 2 ms here (5 ms by default): SLOWLOG times the wall clock, and on a
     machine shared by many test runs Redis may wait for a core in the middle of a call. A
     preview as it was (one script counting everything) takes hundreds of ms even alone."""
     settings.STREAMS_ADMIN = {"PREVIEW_STEP": 2000, "PREVIEW_STEP_MS": 2}

@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "PREVIEW_STEP_MS": 5,
     # Seconds an overview computation serves later requests for the same page; concurrent
     # requests always share the one in flight. The page says "as of" when it was taken.
-    "OVERVIEW_FRESHNESS": 1.0,
+    "OVERVIEW_FRESHNESS": 2.0,
 }
 
 

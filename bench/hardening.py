@@ -371,7 +371,7 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=10, help="per client per round (10)")
     parser.add_argument("--rounds", type=int, default=2, help="of each page, alternating (2)")
     args = parser.parse_args()
-    started = time.monotonic()
+    started, load_start = time.monotonic(), os.getloadavg()[0]
     server, tmp = RedisServer().start(), Path(tempfile.mkdtemp(prefix="bench-hardening-"))
     env = {**os.environ, "SECRET_KEY": "bench-hardening", "REDIS_URL": server.url,
            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}", "LOG_LEVEL": "WARNING",
@@ -399,7 +399,8 @@ def main() -> int:
         server.stop()
         shutil.rmtree(server.dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nTotal {time.monotonic() - started:.0f} s.")
+    print(f"\nTotal {time.monotonic() - started:.0f} s. Load average (1 min) at the start "
+          f"{load_start:.1f}, at the end {os.getloadavg()[0]:.1f}, on {os.cpu_count()} cores.")
     for failure in failures:
         print("MISSED:", failure)
     return 1 if failures else 0

@@ -44,9 +44,9 @@ class Walk:
 class Budget:
     """Entries one preview may still walk; shared by all its counts."""
 
-    def __init__(self, key: bytes, total: int | None = None) -> None:
+    def __init__(self, key: bytes) -> None:
         self.key = key
-        self.left = conf.get("PREVIEW_BUDGET") if total is None else total
+        self.left: int = conf.get("PREVIEW_BUDGET")
 
     def walk(self, command: str, start: str, end: str, *, upto: int | None = None,
              cap: int | None = None, group: bytes = b"") -> Walk:

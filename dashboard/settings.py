@@ -143,6 +143,7 @@ STREAMS_ADMIN = {
     "CONNECT_TIMEOUT": float(os.environ.get("STREAMS_ADMIN_REDIS_CONNECT_TIMEOUT", "1")),
     "READ_ONLY": env_bool("STREAMS_ADMIN_READ_ONLY", False),
     "BUS_PREFIX": os.environ.get("BUS_PREFIX", "agent:stream:"),
+    "OVERVIEW_FRESHNESS": float(os.environ.get("STREAMS_ADMIN_OVERVIEW_FRESHNESS", "2")),
 }
 
 LOGGING = {

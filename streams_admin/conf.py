@@ -45,6 +45,15 @@ DEFAULTS: dict[str, Any] = {
     "ENTRY_FIELDS": 1000,
     "ENTRY_BYTES": 256 * 1024,
     "SEARCH_BUDGET": 10_000,  # entries one stream-page search request looks at, at most
+    # Trim and set-ID previews: Redis can only count entries by walking them (~3 µs each), so
+    # a preview walks this many at most (then says "≥ N"), in calls that stop after
+    # PREVIEW_STEP entries or PREVIEW_STEP_MS, so other clients wait no longer than that.
+    "PREVIEW_BUDGET": 100_000,
+    "PREVIEW_STEP": 10_000,
+    "PREVIEW_STEP_MS": 5,
+    # Seconds an overview computation serves later requests for the same page; concurrent
+    # requests always share the one in flight. The page says "as of" when it was taken.
+    "OVERVIEW_FRESHNESS": 2.0,
 }
 
 

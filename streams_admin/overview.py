@@ -1,7 +1,8 @@
 """The read model for the overview: every stream (SCAN), sorted and paged, and a health summary.
 
 Cost: SCAN calls plus three round trips (summaries, the page's streams, health checks),
-whatever the number of streams; no per-stream round trip.
+whatever the number of streams; no per-stream round trip. Concurrent requests for the same
+page share one computation, which serves for OVERVIEW_FRESHNESS seconds (`shared_overview`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from django.core.signals import setting_changed
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
 from streams_admin import conf, names
-from streams_admin.redis import Server, client
+from streams_admin.flight import SingleFlight
+from streams_admin.redis import Server, client, server_from_info
 from streams_admin.streams import StreamInfo, count_lags, group_from, scan_streams, stream_infos
 from streams_admin.values import human_duration, text_id
 
@@ -116,6 +122,43 @@ def overview(server: Server, *, query: str = "", sort: str = "name", desc: bool 
         pages=pages,
         problems=tuple(health(infos)),
     )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    overview: Overview
+    server: Server
+    taken: datetime  # when Redis was asked: the page says "as of"
+
+
+_flights = SingleFlight()
+
+
+def shared_overview(*, query: str = "", sort: str = "name", desc: bool = False,
+                    page: int = 1) -> Snapshot:
+    """The overview page for these parameters, computed once for all the requests that ask
+    for it at the same time, and reused for OVERVIEW_FRESHNESS seconds. The same for every
+    user: permissions only decide which buttons the page shows."""
+    key = (conf.redis_url(), query, sort, desc, page)
+
+    def compute() -> Snapshot:
+        server = server_from_info(client().info())
+        return Snapshot(overview(server, query=query, sort=sort, desc=desc, page=page),
+                        server, datetime.now(UTC))
+
+    return _flights.run(key, conf.get("OVERVIEW_FRESHNESS"), compute)
+
+
+@receiver(setting_changed)
+def _forget_on_settings(**kwargs: Any) -> None:
+    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN"}:
+        _flights.clear()
+
+
+@receiver(post_save, sender="streams_admin.AuditEntry")
+def _forget_on_change(**kwargs: Any) -> None:
+    """A change made through this process shows on its next overview at once."""
+    _flights.clear()
 
 
 def health(infos: list[StreamInfo]) -> list[Problem]:

@@ -63,12 +63,11 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
         page = int(q.get("page", 1))
     except ValueError:
         page = 1
-    server = streams.server()
-    data = overview_model.overview(
-        server, query=q.get("q", ""), sort=sort, desc=q.get("desc") == "1", page=page
-    )
-    context = {"overview": data, "q": q.get("q", ""), "sort": sort, "desc": q.get("desc") == "1",
-               "server": server, "thresholds": _thresholds()}
+    shared = overview_model.shared_overview(query=q.get("q", ""), sort=sort,
+                                            desc=q.get("desc") == "1", page=page)
+    context = {"overview": shared.overview, "as_of": shared.taken, "q": q.get("q", ""),
+               "sort": sort, "desc": q.get("desc") == "1", "server": shared.server,
+               "thresholds": _thresholds(), "freshness": conf.get("OVERVIEW_FRESHNESS")}
     return _render(request, "streams_admin/overview.html", "streams", context)
 
 

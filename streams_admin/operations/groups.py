@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 from streams_admin import names, params
 from streams_admin.operations import ActionError, Actor, Outcome, audited, check_name, plural
-from streams_admin.operations.scripts import COUNT_RANGE, script
+from streams_admin.operations.budget import Budget, Count, end_id, xinfo
 from streams_admin.redis import client
-from streams_admin.values import ID_RE
-
-PREVIEW_LIMIT = 1_000_000  # entries counted for a lag preview before it says "at least"
+from streams_admin.values import ID_RE, id_key, text_id
 
 
 def start_id(text: str) -> str:
@@ -41,22 +39,39 @@ def create_group(actor: Actor, key: bytes, group: bytes | None, start: str,
 class LagPreview:
     position: str
     lag: int
-    at_least: bool  # counting stopped at PREVIEW_LIMIT
+    at_least: bool  # counting stopped at PREVIEW_BUDGET: the lag is this or more
     entries_read: int | None  # what to tell Redis so it keeps counting lag (7.0+)
 
 
 def preview_set_id(key: bytes, text: str) -> LagPreview:
     """The lag the group would have at that ID: the entries after it."""
     position = start_id(text)
-    r = client()
-    info = r.xinfo_stream(key)
-    if position == "$":
-        return LagPreview(position, 0, False, info.get("entries-added"))
-    start = "-" if position == "0" else f"({position}"
-    count, capped = script(COUNT_RANGE)(keys=[key], args=[start, "+", PREVIEW_LIMIT])
+    info, groups = xinfo(key)
+    lag = _entries_after(key, position, info, groups)
     added = info.get("entries-added")
-    read = added - count if added is not None and not capped else None
-    return LagPreview(position, count, bool(capped), read)
+    read = added - lag.value if added is not None and not lag.at_least else None
+    return LagPreview(position, lag.value, lag.at_least, read)
+
+
+def _entries_after(key: bytes, position: str, info: dict, groups: list[dict]) -> Count:
+    """From XINFO where it tells (the stream's ends, a group already there with a lag);
+    else counted from whichever end reaches the position within the budget."""
+    length, first, last = int(info["length"]), end_id(info, "first-entry"), \
+        end_id(info, "last-entry")
+    if position == "$" or not first or not last or id_key(position) >= id_key(last):
+        return Count(0)
+    if position == "0" or id_key(position) < id_key(first):
+        return Count(length)
+    for raw in groups:
+        if text_id(raw["last-delivered-id"]) == position and raw.get("lag") is not None:
+            return Count(min(int(raw["lag"]), length))
+    budget = Budget(key)
+    # From the last entry XINFO saw, not "+": entries added meanwhile are not in `length`.
+    after = budget.walk("XREVRANGE", last, f"({position}", cap=budget.left // 2)
+    if after.finished:
+        return Count(after.count)
+    before = budget.walk("XRANGE", "-", position)
+    return Count(length - before.count) if before.finished else Count(after.count, True)
 
 
 def skips(key: bytes, group: bytes, position: str) -> bool:

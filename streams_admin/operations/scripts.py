@@ -69,43 +69,35 @@ redis.call("XDEL", KEYS[1], ARGV[1])
 return new_id
 """
 
-# KEYS: stream. ARGV: start (inclusive), end (inclusive), limit. Counts entries in a range,
-# 1000 at a time, stopping at limit: {count, reached_limit}.
-COUNT_RANGE = """
-local count, start, limit = 0, ARGV[1], tonumber(ARGV[3])
-while count < limit do
-  local batch = redis.call("XRANGE", KEYS[1], start, ARGV[2], "COUNT", 1000)
+# KEYS: stream. ARGV: command (XRANGE, XREVRANGE or XPENDING), from, to (Redis range bounds,
+# in the command's order), most entries, most microseconds, group (XPENDING only).
+# Counts entries (or a group's pending entries) from `from` towards `to`, 100 at a time, and
+# stops at `most` entries or once the call has run `micros`: one call never holds Redis long,
+# however long the stream or big its entries. {count, last ID seen or false, 1 when the range
+# ended}. Read-only: TIME is allowed.
+COUNT_STEP = """
+local command, from, to = ARGV[1], ARGV[2], ARGV[3]
+local most, micros = tonumber(ARGV[4]), tonumber(ARGV[5])
+local function now()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local started, count, last = now(), 0, false
+while count < most do
+  local want = math.min(100, most - count)
+  local batch
+  if command == "XPENDING" then
+    batch = redis.call("XPENDING", KEYS[1], ARGV[6], from, to, want)
+  else
+    batch = redis.call(command, KEYS[1], from, to, "COUNT", want)
+  end
   count = count + #batch
-  if #batch < 1000 then return {count, 0} end
-  start = "(" .. batch[#batch][1]
+  if #batch > 0 then last = batch[#batch][1] end
+  if #batch < want then return {count, last, 1} end
+  from = "(" .. last
+  if now() - started > micros then break end
 end
-return {count, 1}
-"""
-
-# KEYS: stream. ARGV: offset (>= 1). The ID of the offset-th entry from the start, or false.
-ID_AT = """
-local left, start = tonumber(ARGV[1]), "-"
-while left > 0 do
-  local take = math.min(left, 1000)
-  local batch = redis.call("XRANGE", KEYS[1], start, "+", "COUNT", take)
-  if #batch < take then return false end
-  left = left - take
-  if left == 0 then return batch[#batch][1] end
-  start = "(" .. batch[#batch][1]
-end
-return false
-"""
-
-# KEYS: stream. ARGV: group, end ID (inclusive), limit. Counts pending entries up to end.
-COUNT_PENDING = """
-local count, start, limit = 0, "-", tonumber(ARGV[3])
-while count < limit do
-  local batch = redis.call("XPENDING", KEYS[1], ARGV[1], start, ARGV[2], 1000)
-  count = count + #batch
-  if #batch < 1000 then return {count, 0} end
-  start = "(" .. batch[#batch][1]
-end
-return {count, 1}
+return {count, last, 0}
 """
 
 

@@ -19,11 +19,12 @@ from streams_admin.operations import (
     chunks,
     plural,
 )
-from streams_admin.operations.scripts import COUNT_PENDING, COUNT_RANGE, ID_AT, REDRIVE, script
+from streams_admin.operations.budget import Budget, Count, end_id, later, xinfo
+from streams_admin.operations.scripts import REDRIVE, script
 from streams_admin.redis import client
-from streams_admin.values import ID_RE, id_key
+from streams_admin.streams import true_lag
+from streams_admin.values import ID_RE, id_key, text_id
 
-COUNT_LIMIT = 1_000_000  # a preview counts this far, then says "at least"
 DEAD_LETTER_FIELDS = (b"error", b"reason", b"delivery_count", b"original_stream",
                       b"original_id", b"group", b"consumer", b"dead_lettered_at")
 
@@ -31,8 +32,8 @@ DEAD_LETTER_FIELDS = (b"error", b"reason", b"delivery_count", b"original_stream"
 @dataclass(frozen=True)
 class GroupRisk:
     group: bytes
-    pending: int  # entries to be removed that the group still has pending
-    undelivered: int  # entries to be removed that the group has not read yet
+    pending: Count  # entries to be removed that the group still has pending
+    undelivered: Count  # entries to be removed that the group has not read yet
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,31 @@ class TrimPreview:
     strategy: str  # "maxlen" or "minid"
     threshold: str  # as Redis gets it
     approximate: bool
-    removed: int
-    at_least: bool
+    removed: Count
     groups: tuple[GroupRisk, ...]
+    budget: int  # entries the preview could walk (PREVIEW_BUDGET)
 
     @property
-    def at_risk(self) -> int:
-        return sum(g.pending + g.undelivered for g in self.groups)
+    def at_risk(self) -> Count:
+        return sum((g.pending + g.undelivered for g in self.groups), Count(0))
+
+    @property
+    def cut_short(self) -> bool:
+        """Some figure is a lower bound: counting stopped at the budget."""
+        return self.removed.at_least or self.at_risk.at_least
+
+
+@dataclass(frozen=True)
+class Cut:
+    """Where the removed entries end, as range end bounds: entries up to `low` go, entries
+    past `high` stay; one bound when the preview could find it within its budget."""
+
+    low: str
+    high: str
+
+    @property
+    def exact(self) -> bool:
+        return self.low == self.high
 
 
 def _threshold(strategy: str, text: str) -> str:
@@ -71,28 +90,87 @@ def _threshold(strategy: str, text: str) -> str:
         raise ActionError("MINID takes an entry ID, an age (like 7d) or a date-time.") from exc
 
 
-def preview_trim(key: bytes, strategy: str, text: str, approximate: bool) -> TrimPreview:
-    """What XTRIM would remove, and how much of it some group still needs."""
-    threshold = _threshold(strategy, text)
-    r = client()
-    if strategy == "maxlen":
-        removed, at_least = max(0, r.xlen(key) - int(threshold)), False
-        cut = script(ID_AT)(keys=[key], args=[removed]) if removed else None
-        upper = cut.decode() if cut else None
+def _maxlen_cut(budget: Budget, removed: int, info: dict) -> Cut:
+    """The last entry MAXLEN removes, walked to from the nearer end within half the budget;
+    past that, the bounds reached walking from both ends."""
+    length, last = int(info["length"]), end_id(info, "last-entry") or "+"
+    if removed >= length:
+        return Cut(last, last)
+    kept = length - removed
+    low, high = "0-0", "+"
+    for forward in (removed <= kept, removed > kept):
+        if forward:
+            walk = budget.walk("XRANGE", "-", "+", upto=removed, cap=budget.left // 2)
+            low = walk.last or low
+        else:  # the (kept + 1)-th entry from the end is the last one removed
+            walk = budget.walk("XREVRANGE", last, "-", upto=kept + 1, cap=budget.left // 2)
+            high = f"({walk.last}" if walk.last else high
+        if walk.finished and walk.last:
+            return Cut(walk.last, walk.last)
+    return Cut(low, high)
+
+
+def _minid_removed(budget: Budget, threshold: str, info: dict) -> Count:
+    """Entries before the threshold, counted from whichever end reaches it within budget."""
+    length, first, last = int(info["length"]), end_id(info, "first-entry"), \
+        end_id(info, "last-entry")
+    if not first or not last or id_key(threshold) <= id_key(first):
+        return Count(0)
+    if id_key(threshold) > id_key(last):
+        return Count(length)
+    forward = budget.walk("XRANGE", "-", f"({threshold}", cap=budget.left // 2)
+    if forward.finished:
+        return Count(forward.count)
+    # From the last entry XINFO saw, not "+": entries added meanwhile are not in `length`.
+    backward = budget.walk("XREVRANGE", last, threshold, cap=budget.left // 2)
+    if backward.finished:
+        return Count(length - backward.count)
+    return Count(forward.count, True)
+
+
+def _upto(budget: Budget, command: str, start: str, cut: Cut, group: bytes = b"") -> Count:
+    """Entries (or a group's pending entries) from start to the cut: those up to its low
+    bound, "at least" if any lies between its bounds."""
+    counted = budget.count(command, start, cut.low, group=group)
+    if counted.at_least or cut.exact:
+        return counted
+    between = budget.walk(command, later(start, cut.low), cut.high, upto=1, group=group)
+    return Count(counted.value, not (between.finished and between.count == 0))
+
+
+def _risk(budget: Budget, raw: dict, cut: Cut, removed: Count, info: dict) -> GroupRisk:
+    length, last = int(info["length"]), text_id(raw["last-delivered-id"]) or "0-0"
+    pending = _upto(budget, "XPENDING", "-", cut, raw["name"]) if raw["pending"] else Count(0)
+    after, _ = true_lag(raw.get("lag"), last, end_id(info, "first-entry"), length)
+    # Redis's lag is the entries after the group's position, so the first length - lag
+    # entries are those it has read: the rest of the removed ones it has not, no walk needed.
+    derived = max(0, removed.value - (length - min(after, length))) if after is not None else 0
+    if after is not None and (derived or not removed.at_least):
+        undelivered = Count(derived, removed.at_least)
     else:
-        removed, at_least = script(COUNT_RANGE)(keys=[key], args=["-", f"({threshold}",
-                                                                  COUNT_LIMIT])
-        upper = f"({threshold}" if removed else None
-    risks = []
-    if upper is not None:
-        for group in r.xinfo_groups(key):
-            pending, _ = script(COUNT_PENDING)(keys=[key], args=[group["name"], upper,
-                                                                 COUNT_LIMIT])
-            last = group["last-delivered-id"].decode()
-            undelivered, _ = script(COUNT_RANGE)(keys=[key], args=[f"({last}", upper,
-                                                                   COUNT_LIMIT])
-            risks.append(GroupRisk(group["name"], pending, undelivered))
-    return TrimPreview(strategy, threshold, approximate, removed, bool(at_least), tuple(risks))
+        undelivered = _upto(budget, "XRANGE", f"({last}", cut)
+    return GroupRisk(raw["name"], pending, undelivered)
+
+
+def preview_trim(key: bytes, strategy: str, text: str, approximate: bool) -> TrimPreview:
+    """What XTRIM would remove, and how much of it some group still needs: exact from XINFO
+    where it can be, else counted within PREVIEW_BUDGET ("≥ N" past it)."""
+    threshold = _threshold(strategy, text)
+    info, groups = xinfo(key)
+    length, budget = int(info["length"]), Budget(key)
+    if strategy == "maxlen":
+        removed = Count(max(0, length - int(threshold)))
+        cut = _maxlen_cut(budget, removed.value, info) if removed and groups else None
+    else:
+        removed = _minid_removed(budget, threshold, info)
+        cut = Cut(f"({threshold}", f"({threshold}")
+    risks = tuple(_risk(budget, g, cut, removed, info) for g in groups) \
+        if removed and cut else ()
+    return TrimPreview(strategy, threshold, approximate, removed, risks, conf.get("PREVIEW_BUDGET"))
+
+
+def _risk_details(risk: Count) -> dict[str, object]:
+    return {"at_risk": risk.value, **({"at_risk_at_least": True} if risk.at_least else {})}
 
 
 def trim(actor: Actor, key: bytes, strategy: str, text: str, approximate: bool,
@@ -101,16 +179,18 @@ def trim(actor: Actor, key: bytes, strategy: str, text: str, approximate: bool,
         if confirm != names.show(key):
             raise ActionError("Type the stream's name exactly to trim it.")
         preview = preview_trim(key, strategy, text, approximate)
-        if preview.at_risk and not override:
-            return Outcome(False, f"Refused: {plural(preview.at_risk, 'entry')} to be trimmed "
-                           "are still pending or not yet delivered. Tick the override to "
-                           "trim anyway.", details={"at_risk": preview.at_risk})
+        risk = preview.at_risk
+        if risk and not override:
+            some = f"{'at least ' if risk.at_least else ''}{plural(risk.value, 'entry')}"
+            return Outcome(False, f"Refused: {some} to be trimmed are still pending or not "
+                           "yet delivered. Tick the override to trim anyway.",
+                           details=_risk_details(risk))
         options = {preview.strategy: preview.threshold, "approximate": approximate}
         if preview.strategy == "maxlen":
             options["maxlen"] = int(preview.threshold)
         removed = client().xtrim(key, **options)
         return Outcome(True, f"Trimmed {plural(removed, 'entry')}.", removed,
-                       details={"threshold": preview.threshold, "at_risk": preview.at_risk})
+                       details={"threshold": preview.threshold, **_risk_details(risk)})
 
     return audited(actor, "trim", key, work, arguments={
         "strategy": strategy, "threshold": text, "approximate": approximate,

@@ -1,0 +1,96 @@
+"""What the live tail sends: rows, and entries messages bounded in bytes whatever Redis holds.
+
+Daphne refuses to send a websocket message over 1 MiB, and a tail whose send fails stalls for
+good (its ack window never reopens). So a row over ROW_BYTES goes out as a short row that
+links to the entry, and an entries message holds rows up to MESSAGE_BYTES: a bigger batch
+(a catch-up from an old ID, one XREAD of large entries) goes out as several messages.
+Rows are JSON strings, ASCII only (json.dumps escapes the rest): their characters are bytes.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from itertools import repeat
+
+from django.utils.html import escape
+
+from streams_admin import conf, html, names
+from streams_admin.tail import Frame, shorten
+from streams_admin.values import human_bytes, id_key
+
+MESSAGE_BYTES = 256 << 10  # rows in one entries message (one row may reach ROW_BYTES alone)
+ROW_BYTES = 128 << 10  # an encoded row bigger than this is replaced by a link to the entry
+LINK_CHARS = 2048  # a stream whose URL is longer (a huge key name) gets no link in that row
+
+
+def render_row(key: bytes, entry) -> str:
+    return html.entry_row(key, entry, conf.get("PREVIEW_CHARS"), show_stream=True)
+
+
+def encoded_row(key: bytes, entry) -> str:
+    """The row as a JSON string: encoded once per entry, then joined into every message."""
+    row = json.dumps(render_row(key, entry))
+    return row if len(row) <= ROW_BYTES else json.dumps(too_large_row(key, entry.id, len(row)))
+
+
+def too_large_row(key: bytes, entry_id: str, size: int) -> str:
+    """A row in place of one too large to send live: the stream, the ID, a link to the entry."""
+    base = html.stream_url(key)
+    url = f"{base}entries/{entry_id}/"
+    eid = escape(entry_id)
+
+    def link(href: str, text: str) -> str:
+        return f'<a href="{escape(href)}">{text}</a>' if len(href) <= LINK_CHARS else text
+
+    return (f'<tr data-id="{eid}"><td class="key small">'
+            f'{link(base, escape(shorten(names.show(key))))}</td>'
+            f'<td class="id">{link(url, eid)}</td><td colspan="3" class="muted small">'
+            f'Too large to show live ({human_bytes(size)}): {link(url, "open the entry")}.'
+            f'</td></tr>')
+
+
+def by_token(positions: dict[bytes, str]) -> dict[str, str]:
+    """Positions as the page keeps them: {stream token: ID}."""
+    return {names.to_token(key): at for key, at in positions.items()}
+
+
+def entries_messages(frames: list[Frame], firehose: bool,
+                     budget: int = MESSAGE_BYTES) -> list[str]:
+    """The messages for frames (oldest first), without their opening {"type", "seq", which
+    the sender adds: each holds rows up to `budget` characters.
+
+    The rows are JSON strings already, so a message is joined, not encoded, per viewer; it
+    reads exactly as json.dumps would write it. A firehose's rows of several streams come in
+    ID order, as one stream's would, with each stream's position. Every message but the last
+    says where it ends (its last row) and counts its rows as read; the last one carries the
+    rest: the frames' last ID (shown or not) and what was read past the rows shown.
+    """
+    rows = [zip(f.order, f.rows, repeat(f.key)) for f in frames]
+    items = list(heapq.merge(*rows) if firehose and len(frames) > 1 else
+                 (item for frame_rows in rows for item in frame_rows))
+    chunks: list[list[tuple[tuple[int, int], str, bytes]]] = [[]]
+    size = 0
+    for item in items:
+        if chunks[-1] and size + len(item[1]) + 2 > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += len(item[1]) + 2
+    messages = []
+    for chunk in chunks[:-1]:
+        ends = {key: f"{ms}-{seq}" for (ms, seq), _, key in chunk}  # oldest first: last wins
+        messages.append(_message(chunk, firehose, ends, f"{chunk[-1][0][0]}-{chunk[-1][0][1]}",
+                                 len(chunk)))
+    read = sum(f.read for f in frames) - sum(map(len, chunks[:-1]))
+    last_id = max((f.last_id for f in frames), key=id_key)
+    ends = {frame.key: frame.last_id for frame in frames}
+    messages.append(_message(chunks[-1], firehose, ends, last_id, read))
+    return messages
+
+
+def _message(chunk: list[tuple[tuple[int, int], str, bytes]], firehose: bool,
+             positions: dict[bytes, str], last_id: str, read: int) -> str:
+    rows = ", ".join(row for _, row, _ in chunk)
+    where = f'"positions": {json.dumps(by_token(positions))}, ' if firehose else ""
+    return f'"rows": [{rows}], {where}"last_id": {json.dumps(last_id)}, "read": {read}}}'

@@ -206,8 +206,11 @@ class TailConsumer(JsonConsumer):
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None,
                    close: bool = False) -> None:
-        self.quiet_since = asyncio.get_running_loop().time()
+        self.quiet_since = asyncio.get_running_loop().time()  # the next ping is due from here
         await super().send(text_data, bytes_data, close)
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        await self.send(text_data=json.dumps(content), close=close)  # Channels' skips send()
 
     async def run(self) -> None:
         """Supervised: whatever goes wrong, the page hears of it rather than a silence."""
@@ -235,6 +238,8 @@ class TailConsumer(JsonConsumer):
                 await self.tell(f"Redis is not answering ({exc})")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+                if asyncio.get_running_loop().time() - self.quiet_since >= HEARTBEAT:
+                    await self.send_json({"type": "ping"})
             except redis.ResponseError as exc:  # one stream's tail (a firehose skips the key)
                 await self.send_json({"type": "error", "message": refused(self.options.keys[0],
                                                                           exc)})

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
 from dashboard.asgi import application
-from streams_admin import consumers, tail
+from streams_admin import consumers, tail, tail_shard
 from streams_admin.consumers import TailConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,6 +144,34 @@ async def test_150_streams_all_deliver_over_a_handful_of_connections(r, staff):
     assert consumers.hub().readers == {}
 
 
+async def test_a_stream_added_to_a_blocked_read_is_read_at_once(r, staff, monkeypatch, settings):
+    monkeypatch.setattr(tail, "READERS", 1)
+    monkeypatch.setattr(tail_shard, "BLOCK_MS", 60_000)  # a block that outlasts the test
+    settings.STREAMS_ADMIN = {"SOCKET_TIMEOUT": 70}
+    first = await open_page(staff, "key=a")
+    async with asyncio.timeout(5):  # its reader is blocked in Redis, on stream a alone
+        while not any(c["cmd"] == "xread" and c["name"] == tail_shard.READ_NAME
+                      for c in r.client_list()):
+            await asyncio.sleep(0.01)
+    second = await open_page(staff, "key=b")
+    entry_id = r.xadd("b", {"n": "1"}).decode()
+    await second.until(lambda: second.ids == [entry_id], deadline=10)
+    await first.communicator.disconnect()
+    await second.communicator.disconnect()
+
+
+async def test_pings_keep_coming_while_the_window_is_full_and_no_faster(r, staff, monkeypatch):
+    monkeypatch.setattr(consumers, "HEARTBEAT", 0.2)
+    page = await open_page(staff, "key=s")
+    for n in range(consumers.WINDOW):  # a page that stopped acknowledging
+        r.xadd("s", {"n": str(n)})
+        assert (await page.communicator.receive_json_from(timeout=3))["type"] == "entries"
+    for _ in range(3):  # the socket stays alive for proxies: a ping every HEARTBEAT
+        assert await page.communicator.receive_json_from(timeout=3) == {"type": "ping"}
+        assert await page.communicator.receive_nothing(timeout=0.1)
+    await page.communicator.disconnect()
+
+
 async def test_a_key_that_is_not_a_stream_gets_an_error(r, staff):
     r.set("plain", "v")
     page = await open_page(staff, "key=plain", live=False)
@@ -160,7 +188,7 @@ async def test_a_cursor_past_2_64_gets_an_error(r, staff):
 
 
 async def test_a_key_retyped_under_a_shared_reader_fails_only_its_viewers(r, staff, monkeypatch):
-    monkeypatch.setattr(tail, "READERS", 1)  # every stream in one XREAD
+    monkeypatch.setattr(tail, "READERS", 1, raising=False)  # every stream in one XREAD
     r.xadd("a", {"n": "0"})
     r.xadd("b", {"n": "0"})
     watchers = [await open_page(staff, "key=a") for _ in range(2)]

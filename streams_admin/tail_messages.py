@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import heapq
 import json
-from itertools import repeat
+from collections.abc import Iterable
+from itertools import chain, repeat
 
 from django.utils.html import escape
 
@@ -66,9 +67,33 @@ def entries_messages(frames: list[Frame], firehose: bool,
     says where it ends (its last row) and counts its rows as read; the last one carries the
     rest: the frames' last ID (shown or not) and what was read past the rows shown.
     """
-    rows = [zip(f.order, f.rows, repeat(f.key)) for f in frames]
-    items = list(heapq.merge(*rows) if firehose and len(frames) > 1 else
-                 (item for frame_rows in rows for item in frame_rows))
+    last_id = max((f.last_id for f in frames), key=id_key)
+    read = sum(f.read for f in frames)
+    ends = {frame.key: frame.last_id for frame in frames}  # oldest first: the last wins
+    merge = firehose and len(frames) > 1
+    if sum(f.size + 2 * len(f.rows) for f in frames) <= budget:  # the usual case: one message
+        if merge:
+            ordered = heapq.merge(*(zip(f.order, f.rows, strict=True) for f in frames))
+            rows = ", ".join(row for _, row in ordered)
+        else:
+            rows = ", ".join(f.joined for f in frames if f.rows)
+        return [_message(rows, firehose, ends, last_id, read)]
+    items = [zip(f.order, f.rows, repeat(f.key)) for f in frames]
+    chunks = _chunks(heapq.merge(*items) if merge else chain.from_iterable(items), budget)
+    messages = []
+    for chunk in chunks[:-1]:
+        (ms, seq), _, _ = chunk[-1]
+        messages.append(_message(", ".join(row for _, row, _ in chunk), firehose,
+                                 {key: f"{m}-{s}" for (m, s), _, key in chunk}, f"{ms}-{seq}",
+                                 len(chunk)))
+        read -= len(chunk)
+    rows = ", ".join(row for _, row, _ in chunks[-1])
+    return [*messages, _message(rows, firehose, ends, last_id, read)]
+
+
+def _chunks(items: Iterable[tuple[tuple[int, int], str, bytes]], budget: int
+            ) -> list[list[tuple[tuple[int, int], str, bytes]]]:
+    """Items in runs of rows up to budget characters (a row alone may pass it)."""
     chunks: list[list[tuple[tuple[int, int], str, bytes]]] = [[]]
     size = 0
     for item in items:
@@ -77,20 +102,10 @@ def entries_messages(frames: list[Frame], firehose: bool,
             size = 0
         chunks[-1].append(item)
         size += len(item[1]) + 2
-    messages = []
-    for chunk in chunks[:-1]:
-        ends = {key: f"{ms}-{seq}" for (ms, seq), _, key in chunk}  # oldest first: last wins
-        messages.append(_message(chunk, firehose, ends, f"{chunk[-1][0][0]}-{chunk[-1][0][1]}",
-                                 len(chunk)))
-    read = sum(f.read for f in frames) - sum(map(len, chunks[:-1]))
-    last_id = max((f.last_id for f in frames), key=id_key)
-    ends = {frame.key: frame.last_id for frame in frames}
-    messages.append(_message(chunks[-1], firehose, ends, last_id, read))
-    return messages
+    return chunks
 
 
-def _message(chunk: list[tuple[tuple[int, int], str, bytes]], firehose: bool,
-             positions: dict[bytes, str], last_id: str, read: int) -> str:
-    rows = ", ".join(row for _, row, _ in chunk)
+def _message(rows: str, firehose: bool, positions: dict[bytes, str], last_id: str,
+             read: int) -> str:
     where = f'"positions": {json.dumps(by_token(positions))}, ' if firehose else ""
     return f'"rows": [{rows}], {where}"last_id": {json.dumps(last_id)}, "read": {read}}}'

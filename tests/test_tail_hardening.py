@@ -86,6 +86,26 @@ async def test_a_backlog_of_500_rows_of_3_kb_comes_in_messages_under_the_limit(r
     await page.communicator.disconnect()
 
 
+async def test_a_firehose_catch_up_is_split_and_every_part_says_where_it_ends(r, staff):
+    written = []
+    for n in range(300):  # two streams, interleaved: about 1 MB to catch up on
+        key = f"fh:{'ab'[n % 2]}"
+        written.append((key, r.xadd(key, big_envelope(n, 3000), id=f"{1000 + n}-0").decode()))
+    page = await open_page(staff, "pattern=fh:*&resume=1", live=False)
+    await page.communicator.send_json_to({"resume": {"fh:a": "0-0", "fh:b": "0-0"}})
+    await page.until(lambda: len(page.ids) >= 300)
+    assert page.ids == [entry_id for _, entry_id in written]
+    parts = [m for m in page.messages if m["type"] == "entries"]
+    assert len(parts) > 1 and max(page.sizes) < DAPHNE_LIMIT // 2
+    shown = 0
+    for part in parts:  # a page that reconnects after any part resumes each stream right
+        shown += len(part["rows"])
+        has = {key: entry_id for key, entry_id in written[:shown]}  # the last of each wins
+        assert part["positions"] and {k: has[k] for k in part["positions"]} == part["positions"]
+        assert part["last_id"] == written[shown - 1][1]
+    await page.communicator.disconnect()
+
+
 async def test_forty_entries_of_30_kb_in_one_pipeline(r, staff):
     page = await open_page(staff, "key=big")
     pipe = r.pipeline(transaction=False)

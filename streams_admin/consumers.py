@@ -252,6 +252,7 @@ class TailConsumer(JsonConsumer):
             live["last_id"] = starts[self.options.keys[0]]
         await self.send_json(live)
         self.told = None
+        self.viewer.tell()  # a reader may have run into trouble meanwhile: follow() checks
         self.outbox.extend(entries_messages(backlog, bool(self.options.pattern)) if backlog
                            else ())
         return True

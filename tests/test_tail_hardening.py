@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 
 from dashboard.asgi import application
-from streams_admin import consumers, tail, tail_shard
+from streams_admin import consumers, tail, tail_messages, tail_shard
 from streams_admin.consumers import TailConsumer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,6 +126,19 @@ async def test_one_entry_of_10000_fields(r, staff):
     await page.until(lambda: page.ids[-1:] == [after])
     assert page.ids == [wide, after]  # the wide entry has a row (its link), the next one too
     assert max(page.sizes) < DAPHNE_LIMIT // 2
+    await page.communicator.disconnect()
+
+
+async def test_a_row_over_its_budget_is_sent_as_a_link_to_the_entry(r, staff, monkeypatch):
+    monkeypatch.setattr(tail_messages, "ROW_BYTES", 4000)
+    page = await open_page(staff, "key=big")
+    large = r.xadd("big", big_envelope(0, 5000)).decode()
+    small = r.xadd("big", {"n": "small"}).decode()
+    await page.until(lambda: page.ids == [large, small])
+    rows = [row for m in page.messages if m["type"] == "entries" for row in m["rows"]]
+    assert len(rows[0]) < 1000 and "Too large to show live" in rows[0]
+    assert f'href="/streams/big/entries/{large}/">open the entry</a>' in rows[0]
+    assert "Too large" not in rows[1]
     await page.communicator.disconnect()
 
 

@@ -83,6 +83,12 @@ def too_deep(text: str, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def trouble(exc: redis.RedisError) -> str:
+    if isinstance(exc, redis.ResponseError):
+        return f"Redis refused: {exc}"
+    return f"Redis is not answering ({exc})"
+
+
 def refused(key: bytes, exc: redis.ResponseError) -> str:
     shown = shorten(names.show(key))
     if str(exc).startswith("WRONGTYPE"):
@@ -235,14 +241,15 @@ class TailConsumer(JsonConsumer):
                 starts, backlog = await self.join_new_keys(self.options.since, resume)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                await self.tell(f"Redis is not answering ({exc})")
+                await self.tell(trouble(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 if asyncio.get_running_loop().time() - self.quiet_since >= HEARTBEAT:
                     await self.send_json({"type": "ping"})
-            except redis.ResponseError as exc:  # one stream's tail (a firehose skips the key)
-                await self.send_json({"type": "error", "message": refused(self.options.keys[0],
-                                                                          exc)})
+            except redis.ResponseError as exc:  # a firehose's keys are skipped one by one
+                keys = self.options.keys
+                await self.send_json({"type": "error", "message": refused(keys[0], exc)
+                                      if keys else trouble(exc)})
                 await self.close(code=4404)
                 return False
         live: dict[str, Any] = {"type": "live"}  # every reader is in place: nothing is missed
@@ -312,7 +319,7 @@ class TailConsumer(JsonConsumer):
         try:
             backlog = (await self.join_new_keys(since="0-0"))[1]
         except redis.RedisError as exc:
-            self.trouble = f"Redis is not answering ({exc})"
+            self.trouble = trouble(exc)
         else:
             self.trouble = None
             self.outbox.extend(entries_messages(backlog, True) if backlog else ())

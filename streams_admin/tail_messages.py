@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 from collections.abc import Iterable
 from itertools import chain, repeat
 
@@ -18,25 +19,34 @@ from django.utils.html import escape
 
 from streams_admin import conf, html, names
 from streams_admin.tail import Frame, shorten
-from streams_admin.values import human_bytes, id_key
+from streams_admin.values import Entry, human_bytes, id_key
+
+log = logging.getLogger(__name__)
 
 MESSAGE_BYTES = 256 << 10  # rows in one entries message (one row may reach ROW_BYTES alone)
 ROW_BYTES = 128 << 10  # an encoded row bigger than this is replaced by a link to the entry
 LINK_CHARS = 2048  # a stream whose URL is longer (a huge key name) gets no link in that row
 
 
-def render_row(key: bytes, entry) -> str:
+def render_row(key: bytes, entry: Entry) -> str:
     return html.entry_row(key, entry, conf.get("PREVIEW_CHARS"), show_stream=True)
 
 
-def encoded_row(key: bytes, entry) -> str:
+def encoded_row(key: bytes, entry: Entry) -> str:
     """The row as a JSON string: encoded once per entry, then joined into every message."""
-    row = json.dumps(render_row(key, entry))
-    return row if len(row) <= ROW_BYTES else json.dumps(too_large_row(key, entry.id, len(row)))
+    try:
+        row = json.dumps(render_row(key, entry))
+    except Exception:  # whatever the entry holds, the tail goes on: the entry page may show it
+        log.exception("could not render entry %s of %r", entry.id, key[:200])
+        return json.dumps(stand_in_row(key, entry.id, "Could not be shown live"))
+    if len(row) <= ROW_BYTES:
+        return row
+    too_large = f"Too large to show live ({human_bytes(len(row))})"
+    return json.dumps(stand_in_row(key, entry.id, too_large))
 
 
-def too_large_row(key: bytes, entry_id: str, size: int) -> str:
-    """A row in place of one too large to send live: the stream, the ID, a link to the entry."""
+def stand_in_row(key: bytes, entry_id: str, why: str) -> str:
+    """A row in place of one that cannot go live: the stream, the ID, a link to the entry."""
     base = html.stream_url(key)
     url = f"{base}entries/{entry_id}/"
     eid = escape(entry_id)
@@ -47,7 +57,7 @@ def too_large_row(key: bytes, entry_id: str, size: int) -> str:
     return (f'<tr data-id="{eid}"><td class="key small">'
             f'{link(base, escape(shorten(names.show(key))))}</td>'
             f'<td class="id">{link(url, eid)}</td><td colspan="3" class="muted small">'
-            f'Too large to show live ({human_bytes(size)}): {link(url, "open the entry")}.'
+            f'{escape(why)}: {link(url, "open the entry")}.'
             f'</td></tr>')
 
 

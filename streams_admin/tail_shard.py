@@ -82,7 +82,9 @@ class Shard:
             started = loop.time()
             try:
                 readers, reply = await self._read()
-            except redis.RedisError as exc:
+                if reply:
+                    self._hand_out(readers, reply)
+            except Exception as exc:  # supervised: whatever it was, retry and say so
                 if not await self._recover(exc):
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
@@ -90,12 +92,14 @@ class Shard:
             backoff = 0.1
             self._set_trouble(None)
             if reply:
-                # RESP2 answers [[key, entries], ...], RESP3 {key: entries}.
-                for key, items in reply.items() if isinstance(reply, dict) else reply:
-                    reader = readers.get(key)
-                    if items and reader is not None and self.readers.get(key) is reader:
-                        reader.hand_out(items)
                 await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))
+
+    def _hand_out(self, readers: dict[bytes, Reader], reply: object) -> None:
+        # RESP2 answers [[key, entries], ...], RESP3 {key: entries}.
+        for key, items in reply.items() if isinstance(reply, dict) else reply:
+            reader = readers.get(key)
+            if items and reader is not None and self.readers.get(key) is reader:
+                reader.hand_out(items)
 
     async def _read(self) -> tuple[dict[bytes, Reader], object]:
         if self._client is None:
@@ -118,7 +122,7 @@ class Shard:
         self.reads += 1
         return readers, reply
 
-    async def _recover(self, exc: redis.RedisError) -> bool:
+    async def _recover(self, exc: Exception) -> bool:
         """After a failed read: streams that turned into another type fail their own viewers
         and the others are read again at once (True); any other error is the shard's trouble,
         and its viewers are told until a read works."""
@@ -127,9 +131,12 @@ class Shard:
                 if await self.hub.fail_wrong_types(list(self.readers)):
                     return True
             reason = f"Redis refused the read: {exc}"
-        else:
+        elif isinstance(exc, redis.RedisError):
             self._client_id = None  # a new connection, a new ID
             reason = f"Redis is not answering ({exc})"
+        else:
+            log.exception("tail reader failed")
+            reason = f"The reader failed ({type(exc).__name__}); retrying."
         log.warning("tail: %s; retrying", reason)
         self._set_trouble(reason)
         return False

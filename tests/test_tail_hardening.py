@@ -142,6 +142,24 @@ async def test_a_row_over_its_budget_is_sent_as_a_link_to_the_entry(r, staff, mo
     await page.communicator.disconnect()
 
 
+async def test_an_entry_that_fails_to_render_is_linked_and_the_tail_goes_on(r, staff,
+                                                                          monkeypatch):
+    render = tail_messages.render_row
+
+    def fragile(key, entry):  # a rendering bug that some hostile entry would hit
+        if any(value.text == "boom" for _, value in entry.fields):
+            raise ValueError("cannot render this")
+        return render(key, entry)
+
+    monkeypatch.setattr(tail_messages, "render_row", fragile)
+    page = await open_page(staff, "key=s")
+    ids = [r.xadd("s", {"n": text}).decode() for text in ("ok", "boom", "fine")]
+    await page.until(lambda: page.ids == ids)
+    rows = [row for m in page.messages if m["type"] == "entries" for row in m["rows"]]
+    assert "Could not be shown live" in rows[1] and "open the entry" in rows[1]
+    await page.communicator.disconnect()
+
+
 async def test_a_firehose_survives_a_redis_outage_longer_than_5_s(r, staff, redis_server,
                                                                   monkeypatch):
     monkeypatch.setattr(consumers, "RESCAN", 0.2)

@@ -131,7 +131,8 @@ class TailConsumer(JsonConsumer):
     reconnects with resume=1 sends them back first ({"resume": positions}) and each stream
     goes on from its own position: one last ID could skip another stream's entries that were
     still on their way. A stream of a firehose that turns into another type gets {"type":
-    "error", stream, message} and the others go on.
+    "error", stream, message} and the others go on. A firehose leaves out key names over
+    FIREHOSE_KEY_BYTES, so that its positions (and the page's resume) stay small.
 
     The page acknowledges each entries message ({"ack": seq}). The server never has more than
     WINDOW messages or WINDOW_BYTES in flight: a page that cannot keep up leaves frames in its

@@ -17,6 +17,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.http.request import split_domain_port, validate_host  # noqa: E402
+from django.utils.http import is_same_domain  # noqa: E402
 
 from streams_admin.routing import websocket_urlpatterns  # noqa: E402
 
@@ -46,6 +47,21 @@ def _secure(scope: dict[str, Any], headers: dict[bytes, bytes]) -> bool:
     return headers.get(header, b"").split(b",")[0].strip().decode("latin-1") == proxy[1]
 
 
+def trusted(origin: tuple[str, str, int]) -> bool:
+    """In CSRF_TRUSTED_ORIGINS, exactly or (https://*.example.com) as a subdomain."""
+    scheme, host, port = origin
+    for allowed in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" not in allowed:
+            if origin_tuple(allowed) == origin:
+                return True
+            continue
+        pattern = urlsplit(allowed.lower())
+        netloc = host if port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+        if pattern.scheme == scheme and is_same_domain(netloc, pattern.netloc.lstrip("*")):
+            return True
+    return False
+
+
 def same_origin(scope: dict[str, Any]) -> bool:
     """The Origin is the page's own (scheme, host and port of the Host the socket came to,
     a host in ALLOWED_HOSTS) or one of CSRF_TRUSTED_ORIGINS, exactly: Django's CSRF rule.
@@ -54,7 +70,7 @@ def same_origin(scope: dict[str, Any]) -> bool:
     origin = origin_tuple(headers.get(b"origin", b"").decode("latin-1"))
     if origin is None:
         return False
-    if origin in {origin_tuple(o) for o in settings.CSRF_TRUSTED_ORIGINS}:
+    if trusted(origin):
         return True
     host = headers.get(b"host", b"").decode("latin-1")
     allowed = settings.ALLOWED_HOSTS or ([".localhost", "127.0.0.1", "[::1]"]

@@ -271,7 +271,7 @@ async def test_huge_or_deeply_nested_messages_from_the_page_are_ignored(r, staff
     await page.communicator.disconnect()
 
 
-async def test_the_origin_must_match_scheme_host_and_port(r, client, staff) -> None:
+async def test_the_origin_must_match_scheme_host_and_port(r, client, staff, settings) -> None:
     await asyncio.to_thread(client.force_login, staff)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
 
@@ -288,4 +288,9 @@ async def test_the_origin_must_match_scheme_host_and_port(r, client, staff) -> N
     assert not await connects(b"http://127.0.0.1")
     assert await connects(b"http://localhost", host=b"localhost")
     assert not await connects(b"http://evil.example:8000", host=b"evil.example:8000")
+    settings.CSRF_TRUSTED_ORIGINS = ["https://dash.example.com", "https://*.corp.example"]
+    assert await connects(b"https://dash.example.com")  # a proxy in front: its origin
+    assert await connects(b"https://team.corp.example")
+    assert not await connects(b"http://dash.example.com")
+    assert not await connects(b"https://dash.example.com:8443")
 

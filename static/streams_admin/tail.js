@@ -122,10 +122,17 @@
     socket.onmessage = onMessage;
     socket.onclose = (event) => {
       socket = null;
-      if (PERMANENT.includes(event.code)) { if (!failed) setState("closed", "bad", "The server refused this tail."); return; }
+      if (PERMANENT.includes(event.code)) {
+        if (!failed) setState("closed", "bad", "The server refused this tail.");
+        return;
+      }
       const seconds = Math.round(retry / 1000);
-      if (failed) reason.textContent = `${reason.textContent.replace(/ \(retrying.*\)$/, "")} (retrying in ${seconds} s)`;
-      else setState("reconnecting…", "warn", `The connection was lost; retrying in ${seconds} s.`);
+      if (failed) {  // keep the error in sight, and say that it is being retried
+        const why = reason.textContent.replace(/ \(retrying.*\)$/, "");
+        reason.textContent = `${why} (retrying in ${seconds} s)`;
+      } else {
+        setState("reconnecting…", "warn", `The connection was lost; retrying in ${seconds} s.`);
+      }
       setTimeout(connect, retry);
       retry = Math.min(retry * 2, MAX_RETRY);
     };

@@ -1,31 +1,43 @@
-"""Live tail: one XREAD reader per stream per process, shared by every viewer of it.
+"""Live tail: a few XREAD readers per process, each blocking on many streams at once, and
+every stream's entries shared by all its viewers.
 
 XREAD, never XREADGROUP: watching must not create pending entries or touch any group.
+Connections are budgeted: a process holds at most READERS reading connections (one XREAD
+BLOCK each, over all the streams given to it) and CONTROL for joins, scans and wake-ups,
+however many streams and sockets it serves. A stream joins the reader with the fewest, and
+CLIENT UNBLOCK makes that reader issue its XREAD again with the new key at once.
 Each entry is rendered once, for every viewer. Each viewer has a queue bounded in bytes; a
 slow one loses its oldest frames (and is told how many entries it skipped) instead of
 growing memory or delaying the others.
+Readers are supervised: a Redis error makes one retry with backoff while its viewers learn
+why (`trouble`), and a key that is not a stream fails its own viewers, not its neighbours.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeVar
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
+from streams_admin import names
+from streams_admin.tail_shard import BLOCK_MS, Shard
 from streams_admin.values import Entry, id_key, parse_entry
 
-log = logging.getLogger(__name__)
+__all__ = ["BLOCK_MS", "Frame", "Hub", "Viewer"]
 
-FRAME_INTERVAL = 0.05  # seconds: entries are batched into at most 20 frames/s per stream
-BLOCK_MS = 1000
-READ_COUNT = 1000
+READERS = 4  # reading connections per process (shards), however many streams are watched
+CONTROL = 2  # commands at once on the control connection(s): joins, scans, wake-ups
+CONTROL_NAME = "streams-admin:tail"  # in CLIENT LIST
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,7 @@ class Frame:
     order: tuple[tuple[int, int], ...]  # the rows' entry IDs, to merge several streams' frames
     last_id: str  # the last entry read, shown or not
     read: int  # entries read, shown or not
-    key: bytes = b""  # the stream (b"" for a catch-up frame of several)
+    key: bytes = b""  # the stream
     size: int = 0  # characters in rows
 
     @classmethod
@@ -63,7 +75,8 @@ class Frame:
 
 class Viewer:
     """One socket's filter and its queue of frames, bounded in bytes: when the queue is full
-    the oldest frames are dropped (and counted as skipped entries).
+    the oldest frames are dropped (and counted as skipped entries). It also hears of its
+    streams' troubles: `news` says to look at the hub's state, `failed` which keys ended.
 
     Unfiltered viewers share their frames, so a queue mostly keeps them alive longer.
     """
@@ -74,7 +87,9 @@ class Viewer:
         self.keep = keep
         self.bytes = 0
         self.skipped = 0
-        self._ready = asyncio.Event()
+        self.news = False
+        self.failed: dict[bytes, str] = {}
+        self.ready = asyncio.Event()
 
     def wants(self, frame: Frame, entries: tuple[Entry, ...]) -> Frame:
         """What this viewer gets of a frame made from `entries`."""
@@ -87,17 +102,27 @@ class Viewer:
             dropped = self.frames.popleft()
             self.bytes -= dropped.size
             self.skipped += dropped.read
-        self._ready.set()
+        self.ready.set()
 
-    async def get(self, max_bytes: int) -> tuple[int, list[Frame]]:
-        """The oldest frames (at least one, then up to max_bytes), and how many entries were
-        dropped before them."""
-        while not self.frames:
-            self._ready.clear()
-            await self._ready.wait()
-        frames = [self.frames.popleft()]
-        size = frames[0].size
-        while self.frames and size + self.frames[0].size <= max_bytes:
+    def tell(self) -> None:
+        self.news = True
+        self.ready.set()
+
+    def fail(self, key: bytes, reason: str) -> None:
+        self.failed[key] = reason
+        self.tell()
+
+    def drop(self, keys: Collection[bytes]) -> None:
+        """Forget the queued frames of these streams (joined, then left again)."""
+        self.frames = deque(frame for frame in self.frames if frame.key not in keys)
+        self.bytes = sum(frame.size for frame in self.frames)
+
+    def take(self, max_bytes: int) -> tuple[int, list[Frame]]:
+        """The oldest frames (one, then up to max_bytes; none if none), and how many entries
+        were dropped before them."""
+        frames: list[Frame] = []
+        size = 0
+        while self.frames and (not frames or size + self.frames[0].size <= max_bytes):
             frames.append(self.frames.popleft())
             size += frames[-1].size
         self.bytes -= size
@@ -105,48 +130,76 @@ class Viewer:
         return skipped, frames
 
 
-@dataclass
+@dataclass(eq=False)
 class Reader:
+    """One stream's place in a shard: read up to last_id, for these viewers."""
+
     key: bytes
     last_id: str  # every entry up to here has been handed to the viewers
+    shard: Shard
     viewers: set[Viewer] = field(default_factory=set)
-    task: asyncio.Task[None] | None = None
-    reads: int = 0  # XREAD calls, for the benchmark
+
+    def hand_out(self, items: list) -> None:
+        """New entries read: rendered once, a frame for every viewer."""
+        entries = tuple(parse_entry(item) for item in items)
+        self.last_id = entries[-1].id
+        rows = tuple(self.shard.hub.render(self.key, e) for e in entries)
+        frame = Frame.of(entries, rows, self.last_id, len(entries), self.key)
+        for viewer in list(self.viewers):
+            viewer.put(viewer.wants(frame, entries))
 
 
 class Hub:
-    """The process's readers, created with the first viewer of a stream, stopped with the last."""
+    """The process's readers: a stream is read from its first viewer's join to its last
+    viewer's leave, by one of at most READERS shards."""
 
     def __init__(self, connect: Callable[[], redis.asyncio.Redis],
                  render: Callable[[bytes, Entry], str]) -> None:
-        """render: an entry's row as the sockets send it (called once per entry read)."""
+        """connect: a new client (each shard has its own); render: an entry's row as the
+        sockets send it (called once per entry read)."""
         self.connect = connect
         self.render = render
         self.readers: dict[bytes, Reader] = {}
+        self.shards = [Shard(self) for _ in range(READERS)]
         self._redis: redis.asyncio.Redis | None = None
+        self._slots = asyncio.Semaphore(CONTROL)
+        self._busy = 0  # commands waiting or running: the control client stays open for them
 
-    @property
-    def redis(self) -> redis.asyncio.Redis:
-        if self._redis is None:
-            self._redis = self.connect()
-        return self._redis
+    async def command(self, call: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
+        """One command on the control client, CONTROL at a time: its pool stays that small."""
+        self._busy += 1
+        try:
+            async with self._slots:
+                if self._redis is None:
+                    self._redis = self.connect()
+                    self._redis.set_retry(Retry(NoBackoff(), 1))  # a pooled one gone stale
+                    self._redis.connection_pool.connection_kwargs["client_name"] = CONTROL_NAME
+                return await call(self._redis)
+        finally:
+            self._busy -= 1
 
     async def join(self, key: bytes, viewer: Viewer, since: str | None,
                    backlog: int) -> tuple[str, list[Entry]]:
         """Start receiving key's new entries; returns where the live frames begin and the
-        entries after `since` up to there: no gap, no duplicate."""
+        entries after `since` up to there: no gap, no duplicate. Raises what Redis says of
+        the key (WRONGTYPE: not a stream) or of `since`."""
         reader = self.readers.get(key)
         if reader is None:
-            position = await self._position(key)
+            position = await self.command(lambda r: _position(r, key))
             reader = self.readers.get(key)  # another viewer may have started it meanwhile
             if reader is None:
-                reader = self.readers[key] = Reader(key, position)
-                reader.task = asyncio.create_task(self._read(reader), name=f"tail {key!r}")
+                shard = min(self.shards, key=lambda s: len(s.readers))
+                reader = self.readers[key] = Reader(key, position, shard)
+                shard.add(reader)
         reader.viewers.add(viewer)
         upto = reader.last_id  # taken with the add, before any await
         if since is None:
             return upto, []
-        rows = await self.redis.xrevrange(key, upto, f"({since}", count=backlog)
+        try:
+            rows = await self.command(lambda r: r.xrevrange(key, upto, f"({since}", count=backlog))
+        except BaseException:
+            await self.leave(key, viewer)
+            raise
         return upto, [parse_entry(row) for row in reversed(rows)]
 
     async def leave(self, key: bytes, viewer: Viewer) -> None:
@@ -156,47 +209,70 @@ class Hub:
         reader.viewers.discard(viewer)
         if not reader.viewers:
             del self.readers[key]
-            if reader.task is not None:
-                reader.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader.task
-        if not self.readers and self._redis is not None:
+            await reader.shard.remove(reader)
+        if not self.readers and not self._busy and self._redis is not None:
             client, self._redis = self._redis, None
             await client.aclose()
 
-    async def _position(self, key: bytes) -> str:
-        newest = await self.redis.xrevrange(key, "+", "-", count=1)
-        if newest:
-            return parse_entry(newest[0]).id
-        try:
-            info = await self.redis.xinfo_stream(key)
-        except redis.ResponseError:
-            return "0-0"  # no stream yet: everything it will get is new
-        return info["last-generated-id"].decode()
+    def trouble(self, keys: set[bytes]) -> str | None:
+        """Why some of these streams are not being read now, or None."""
+        for key in keys:
+            reader = self.readers.get(key)
+            if reader is not None and reader.shard.trouble:
+                return reader.shard.trouble
+        return None
 
-    async def _read(self, reader: Reader) -> None:
-        loop = asyncio.get_running_loop()
-        backoff = 0.1
-        while True:
-            started = loop.time()
-            try:
-                reply = await self.redis.xread(
-                    {reader.key: reader.last_id}, count=READ_COUNT, block=BLOCK_MS
-                )
-                reader.reads += 1
-                backoff = 0.1
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("tail of %r: Redis unavailable (%s); retrying", reader.key, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5)
+    async def fail_wrong_types(self, keys: list[bytes]) -> bool:
+        """Drop the keys that hold something else than a stream, telling their viewers.
+        False if all are streams (or gone, which XREAD waits for)."""
+        types = await self.command(lambda r: _types(r, keys))
+        wrong = {key: kind for key, kind in zip(keys, types, strict=True)
+                 if kind not in (b"stream", b"none")}
+        for key, kind in wrong.items():
+            reader = self.readers.pop(key, None)
+            if reader is None:
                 continue
-            if reply:
-                # One stream asked for: RESP2 answers [[key, entries]], RESP3 {key: entries}.
-                (_, items), = reply.items() if isinstance(reply, dict) else reply
-                entries = tuple(parse_entry(item) for item in items)
-                reader.last_id = entries[-1].id
-                rows = tuple(self.render(reader.key, e) for e in entries)
-                frame = Frame.of(entries, rows, reader.last_id, len(entries), reader.key)
-                for viewer in list(reader.viewers):
-                    viewer.put(viewer.wants(frame, entries))
-                await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))
+            for viewer in reader.viewers:
+                viewer.fail(key, not_a_stream(key, kind.decode(errors="replace")))
+            await reader.shard.remove(reader)
+        return bool(wrong)
+
+    async def scan(self, pattern: str, limit: int, keep: Callable[[bytes], bool]) -> list[bytes]:
+        """Up to `limit` streams matching `pattern` that `keep` accepts."""
+        found: list[bytes] = []
+        cursor = 0
+        while True:
+            cursor, keys = await self.command(
+                lambda r, at=cursor: r.scan(at, match=pattern, count=1000, _type="stream"))
+            found += filter(keep, keys)
+            if not cursor or len(found) >= limit:
+                return found[:limit]
+
+
+def not_a_stream(key: bytes, kind: str) -> str:
+    return f"{shorten(names.show(key))} is not a stream (it holds a {kind})."
+
+
+def shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+async def _types(r: redis.asyncio.Redis, keys: list[bytes]) -> list[bytes]:
+    pipe = r.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    return [kind if isinstance(kind, bytes) else str(kind).encode() for kind in
+            await pipe.execute()]
+
+
+async def _position(r: redis.asyncio.Redis, key: bytes) -> str:
+    newest = await r.xrevrange(key, "+", "-", count=1)
+    if newest:
+        return parse_entry(newest[0]).id
+    try:
+        info = await r.xinfo_stream(key)
+    except redis.ResponseError as exc:
+        if str(exc).startswith("WRONGTYPE"):
+            raise
+        return "0-0"  # no stream yet: everything it will get is new
+    return info["last-generated-id"].decode()

@@ -1,6 +1,7 @@
 // Live tail: rows arrive over a websocket, newest on top; pause keeps counting, reconnect
 // resumes where the page was (one stream: after the last ID; a firehose: each stream after
-// its own position) so nothing is missed or shown twice.
+// its own position) so nothing is missed or shown twice. The badge says what is true: live
+// only while the server reads every stream, else reconnecting or the error, with the reason.
 (function () {
   "use strict";
   const table = document.getElementById("tail");
@@ -13,7 +14,12 @@
   const count = document.getElementById("tail-count");
   const rate = document.getElementById("tail-rate");
   const empty = document.getElementById("tail-empty");
-  let lastId = null, paused = false, held = [], heldCount = 0, retry = 500, socket = null;
+  const reason = document.getElementById("tail-reason");
+  const FIRST_RETRY = 1000, MAX_RETRY = 15000;  // ms between reconnections: doubles up to max
+  const SILENT = 35000;  // ms without a message (the server pings every 10 s): a dead socket
+  const PERMANENT = [4003, 4400];  // not allowed, bad parameters: retrying cannot help
+  let lastId = null, paused = false, held = [], heldCount = 0, retry = FIRST_RETRY, socket = null;
+  let failed = false, heard = Date.now();
   let positions = null;  // a firehose: stream token -> the ID it was read up to
   const arrivals = [];  // [time, entries read] over the last 5 s
 
@@ -61,11 +67,22 @@
     if (rows.length) addRows(rows.slice().reverse().join(""));
   }
 
+  function setState(text, kind, why) {
+    state.textContent = text;
+    state.className = kind ? `badge ${kind}` : "badge";
+    reason.textContent = why || "";
+    reason.hidden = !why;
+  }
+
   function onMessage(event) {
+    heard = Date.now();
     const msg = JSON.parse(event.data);
     if (msg.type === "live") {
-      state.textContent = "live"; state.className = "badge ok"; retry = 500;
+      setState("live", "ok"); retry = FIRST_RETRY; failed = false;
       if (msg.positions) positions = Object.assign(positions || {}, msg.positions);
+      if (msg.last_id) lastId = msg.last_id;  // where this page's rows begin: resume after it
+    } else if (msg.type === "reconnecting") {
+      setState("reconnecting…", "warn", msg.reason);
     } else if (msg.type === "entries") {
       socket.send(JSON.stringify({ack: msg.seq}));
       lastId = msg.last_id;
@@ -81,10 +98,10 @@
       }
     } else if (msg.type === "skipped") {
       marker(`… skipped ${msg.count} entries: this page could not keep up`);
+    } else if (msg.type === "error" && msg.stream) {
+      marker(`${msg.stream}: ${msg.message} It is no longer followed.`);
     } else if (msg.type === "error") {
-      state.textContent = msg.message;
-      state.className = "badge bad";
-      retry = 60000;
+      setState("error", "bad", msg.message); failed = true;
     }
   }
 
@@ -97,15 +114,27 @@
     else if (lastId) params.set("after", lastId);
     socket = new WebSocket(`${scheme}://${location.host}/ws/tail/?${params}`);
     // "live" comes from the server once it reads every stream: entries added from then on show.
+    heard = Date.now();
     socket.onopen = () => {
-      state.textContent = "connecting…"; state.className = "badge";
+      if (!failed) setState("connecting…", "");
       if (resume) socket.send(JSON.stringify({resume}));
     };
     socket.onmessage = onMessage;
-    socket.onclose = () => {
-      if (state.className !== "badge bad") { state.textContent = "reconnecting…"; state.className = "badge warn"; }
+    socket.onclose = (event) => {
+      socket = null;
+      if (PERMANENT.includes(event.code)) {
+        if (!failed) setState("closed", "bad", "The server refused this tail.");
+        return;
+      }
+      const seconds = Math.round(retry / 1000);
+      if (failed) {  // keep the error in sight, and say that it is being retried
+        const why = reason.textContent.replace(/ \(retrying.*\)$/, "");
+        reason.textContent = `${why} (retrying in ${seconds} s)`;
+      } else {
+        setState("reconnecting…", "warn", `The connection was lost; retrying in ${seconds} s.`);
+      }
       setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 10000);
+      retry = Math.min(retry * 2, MAX_RETRY);
     };
   }
 
@@ -124,6 +153,7 @@
     while (arrivals.length && arrivals[0][0] < now - 5000) arrivals.shift();
     const n = arrivals.reduce((sum, a) => sum + a[1], 0);
     rate.textContent = (n / 5).toFixed(1);
+    if (socket && socket.readyState === WebSocket.OPEN && now - heard > SILENT) socket.close();
   }, 1000);
   connect();
 })();

@@ -1,0 +1,159 @@
+"""One reading connection of the live tail: a single XREAD BLOCK over many streams.
+
+A process has a few of these (tail.READERS) however many streams its sockets watch, so its
+Redis connections stay a handful. A new stream must not wait for the block in flight to end:
+CLIENT UNBLOCK, sent on the hub's control connection, ends it early (as if it timed out), and
+the loop issues its XREAD again with every stream it has now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+if TYPE_CHECKING:
+    from streams_admin.tail import Hub, Reader
+
+log = logging.getLogger(__name__)
+
+FRAME_INTERVAL = 0.05  # seconds: a shard hands out at most 20 frames/s per stream
+BLOCK_MS = 1000
+READ_COUNT = 1000  # entries per stream per XREAD
+MAX_BACKOFF = 5.0  # seconds between a failing shard's attempts, at most
+WAKE_TRIES = 50  # x 20 ms (about one block): an XREAD not yet blocking cannot be unblocked
+READ_NAME = "streams-admin:tail-read"  # in CLIENT LIST
+
+
+class Shard:
+    """One reading connection and its task, started with its first stream and stopped with
+    its last. Supervised: a failed read is retried with backoff, and `trouble` says why it
+    is not reading until a read works again (the viewers are told of each change)."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.readers: dict[bytes, Reader] = {}
+        self.trouble: str | None = None
+        self.reads = 0  # XREAD calls, for tests and benchmarks
+        self._client: redis.asyncio.Redis | None = None
+        self._client_id: int | None = None  # 0: CLIENT ID refused (an ACL): never woken
+        self._task: asyncio.Task[None] | None = None
+        self._waking: asyncio.Task[None] | None = None
+        self._generation = 0  # bumped when a stream is added
+        self._issued = 0  # the generation the XREAD in flight was issued with
+        self._blocked = False
+
+    def add(self, reader: Reader) -> None:
+        self.readers[reader.key] = reader
+        self._generation += 1
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="tail shard")
+        elif self._blocked and (self._waking is None or self._waking.done()):
+            self._waking = asyncio.create_task(self._wake(), name="tail shard wake")
+
+    async def remove(self, reader: Reader) -> None:
+        """Forget a stream (an XREAD still naming it is harmless: its answer is dropped); the
+        last one stops the task and closes the connection."""
+        if self.readers.get(reader.key) is reader:
+            del self.readers[reader.key]
+        if self.readers or self._task is None:
+            return
+        tasks = [t for t in (self._task, self._waking) if t is not None]
+        client, self._client, self._client_id = self._client, None, None
+        self._task = self._waking = None
+        self.trouble = None
+        tasks = [t for t in tasks if t is not asyncio.current_task()]  # that one just ends
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if client is not None:
+            await client.aclose()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while self._task is asyncio.current_task():
+            started = loop.time()
+            try:
+                readers, reply = await self._read()
+                if reply:
+                    self._hand_out(readers, reply)
+            except Exception as exc:  # supervised: whatever it was, retry and say so
+                if not await self._recover(exc):
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            backoff = 0.1
+            self._set_trouble(None)
+            if reply:
+                await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))
+
+    def _hand_out(self, readers: dict[bytes, Reader], reply: object) -> None:
+        # RESP2 answers [[key, entries], ...], RESP3 {key: entries}.
+        for key, items in reply.items() if isinstance(reply, dict) else reply:
+            reader = readers.get(key)
+            if items and reader is not None and self.readers.get(key) is reader:
+                reader.hand_out(items)
+
+    async def _read(self) -> tuple[dict[bytes, Reader], object]:
+        if self._client is None:
+            self._client = self.hub.connect()
+            self._client.set_retry(Retry(NoBackoff(), 0))  # this loop retries, and says why
+            self._client.connection_pool.connection_kwargs["client_name"] = READ_NAME
+        if self._client_id is None:
+            try:
+                self._client_id = await self._client.client_id()
+            except redis.ResponseError:
+                self._client_id = 0
+            self._set_trouble(None)  # Redis answers again: reading resumes from last_id
+        readers = dict(self.readers)
+        streams = {key: reader.last_id for key, reader in readers.items()}
+        self._issued, self._blocked = self._generation, True
+        try:
+            reply = await self._client.xread(streams, count=READ_COUNT, block=BLOCK_MS)
+        finally:
+            self._blocked = False
+        self.reads += 1
+        return readers, reply
+
+    async def _recover(self, exc: Exception) -> bool:
+        """After a failed read: streams that turned into another type fail their own viewers
+        and the others are read again at once (True); any other error is the shard's trouble,
+        and its viewers are told until a read works."""
+        if isinstance(exc, redis.ResponseError):
+            with contextlib.suppress(redis.RedisError):
+                if await self.hub.fail_wrong_types(list(self.readers)):
+                    return True
+            reason = f"Redis refused the read: {exc}"
+        elif isinstance(exc, redis.RedisError):
+            self._client_id = None  # a new connection, a new ID
+            reason = f"Redis is not answering ({exc})"
+        else:
+            log.exception("tail reader failed")
+            reason = f"The reader failed ({type(exc).__name__}); retrying."
+        log.warning("tail: %s; retrying", reason)
+        self._set_trouble(reason)
+        return False
+
+    def _set_trouble(self, reason: str | None) -> None:
+        if reason != self.trouble:
+            self.trouble = reason
+            for reader in self.readers.values():
+                for viewer in reader.viewers:
+                    viewer.tell()
+
+    async def _wake(self) -> None:
+        """End the XREAD in flight early if it lacks streams added since it was issued."""
+        for _ in range(WAKE_TRIES):
+            if not self._blocked or self._issued == self._generation or not self._client_id:
+                return
+            with contextlib.suppress(redis.RedisError):
+                if await self.hub.command(lambda r, to=self._client_id: r.client_unblock(to)):
+                    return
+            await asyncio.sleep(0.02)  # sent, but not blocking in Redis yet

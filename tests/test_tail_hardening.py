@@ -131,13 +131,15 @@ async def test_one_entry_of_10000_fields(r, staff):
 
 
 async def test_a_row_over_its_budget_is_sent_as_a_link_to_the_entry(r, staff, monkeypatch):
-    monkeypatch.setattr(tail_messages, "ROW_BYTES", 4000)
+    # html.py already cuts a row to its render budget (~800 characters here); the tail's
+    # own limit is the safety net behind it, so it is lowered below that row to be seen.
+    monkeypatch.setattr(tail_messages, "ROW_BYTES", 500)
     page = await open_page(staff, "key=big")
     large = r.xadd("big", big_envelope(0, 5000)).decode()
     small = r.xadd("big", {"n": "small"}).decode()
     await page.until(lambda: page.ids == [large, small])
     rows = [row for m in page.messages if m["type"] == "entries" for row in m["rows"]]
-    assert len(rows[0]) < 1000 and "Too large to show live" in rows[0]
+    assert len(rows[0]) < 500 and "Too large to show live" in rows[0]
     assert f'href="/streams/big/entries/{large}/">open the entry</a>' in rows[0]
     assert "Too large" not in rows[1]
     await page.communicator.disconnect()

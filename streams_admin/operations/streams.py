@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ from asgiref.sync import async_to_sync
 
 from streams_admin import conf, names, params
 from streams_admin.bus import EventBus
+from streams_admin.dead_letters import metadata
 from streams_admin.operations import (
     ActionError,
     Actor,
@@ -21,7 +21,7 @@ from streams_admin.operations import (
 )
 from streams_admin.operations.scripts import COUNT_PENDING, COUNT_RANGE, ID_AT, REDRIVE, script
 from streams_admin.redis import client
-from streams_admin.values import ID_RE
+from streams_admin.values import id_parts
 
 COUNT_LIMIT = 1_000_000  # a preview counts this far, then says "at least"
 DEAD_LETTER_FIELDS = (b"error", b"reason", b"delivery_count", b"original_stream",
@@ -52,21 +52,22 @@ class TrimPreview:
 def _threshold(strategy: str, text: str) -> str:
     text = text.strip()
     if strategy == "maxlen":
-        if not text.isdigit():
+        count = params.whole_number(text, -1)
+        if count < 0:
             raise ActionError("MAXLEN takes a number of entries to keep.")
-        return text
+        return str(count)
     if strategy != "minid":
         raise ActionError("Trim by MAXLEN or MINID.")
-    if ID_RE.match(text):
-        return text
+    if id_parts(text) is not None:
+        return params.entry_id(text) or text
     try:
         age = params.duration_ms(text)
     except params.BadParam:
         age = None
-    if age is not None:
-        return f"{int(time.time() * 1000) - age}-0"
+    if age is not None:  # older than the dawn of 1970 is everything: MINID 0-0 keeps all
+        return f"{max(0, int(time.time() * 1000) - age)}-0"
     try:
-        return f"{int(params.id_or_time(text).split('-')[0])}-0"
+        return f"{params.moment_ms(text)}-0"
     except params.BadParam as exc:
         raise ActionError("MINID takes an entry ID, an age (like 7d) or a date-time.") from exc
 
@@ -152,9 +153,9 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
         if not names.in_scope(key):
             raise ActionError(f"Not published: {names.out_of_scope(key)}")
         try:
-            payload = json.loads(data or "null")
-        except ValueError as exc:
-            raise ActionError(f"The data is not valid JSON: {exc}.") from exc
+            payload = params.json_value(data or "null")
+        except params.BadParam as exc:
+            raise ActionError(str(exc)) from exc
         event_id = async_to_sync(_publish)(event_type.strip(), payload,
                                            correlation_id.strip() or None)
         return Outcome(True, f"Published {event_type.strip()} event {event_id}.", 1,
@@ -181,22 +182,25 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
         for entry_id in chosen:
             pipe.xrange(key, entry_id, entry_id, count=1)
         found = pipe.execute()
-        run, moved, skipped = script(REDRIVE), [], 0
+        run, moved, skipped, problems = script(REDRIVE), [], 0, []
         for entry_id, rows in zip(chosen, found, strict=True):
             fields = dict(zip(rows[0][1][::2], rows[0][1][1::2], strict=True)) if rows else {}
-            original = fields.get(b"original_stream")
-            if not original:
-                skipped += 1
+            original, _, problem = metadata(fields)
+            if rows and problem:
+                problems.append(f"{entry_id} ({problem})")
                 continue
-            answer = run(keys=[key, original], args=[entry_id, *DEAD_LETTER_FIELDS])
+            answer = run(keys=[key, original], args=[entry_id, *DEAD_LETTER_FIELDS]) \
+                if rows else 0
             if answer:
                 moved.append(entry_id)
             else:
                 skipped += 1
-        note = f"; {plural(skipped, 'entry')} skipped: gone, or no original_stream field" \
-            if skipped else ""
-        return Outcome(bool(moved) or not skipped,
-                       f"Re-drove {plural(len(moved), 'dead letter')} to their streams{note}.",
+        notes = [f"{plural(skipped, 'entry')} skipped: gone meanwhile"] if skipped else []
+        if problems:
+            notes.append(f"refused {plural(len(problems), 'entry')}: {'; '.join(problems[:3])}")
+        return Outcome(bool(moved) or not (skipped or problems),
+                       f"Re-drove {plural(len(moved), 'dead letter')} to their streams"
+                       + (f"; {'; '.join(notes)}" if notes else "") + ".",
                        len(moved), tuple(moved))
 
     return audited(actor, "redrive", key, work, ids=ids)

@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from streams_admin import conf, names, params
 from streams_admin.bus import EventBus
 from streams_admin.dead_letters import metadata
+from streams_admin.filters import id_before
 from streams_admin.operations import (
     ActionError,
     Actor,
@@ -80,10 +81,10 @@ def preview_trim(key: bytes, strategy: str, text: str, approximate: bool) -> Tri
         removed, at_least = max(0, r.xlen(key) - int(threshold)), False
         cut = script(ID_AT)(keys=[key], args=[removed]) if removed else None
         upper = cut.decode() if cut else None
-    else:
-        removed, at_least = script(COUNT_RANGE)(keys=[key], args=["-", f"({threshold}",
-                                                                  COUNT_LIMIT])
-        upper = f"({threshold}" if removed else None
+    else:  # below the threshold, inclusive: Redis refuses "(0-0" as an upper bound
+        below = id_before(threshold)
+        removed, at_least = script(COUNT_RANGE)(keys=[key], args=["-", below, COUNT_LIMIT])
+        upper = below if removed else None
     risks = []
     if upper is not None:
         for group in r.xinfo_groups(key):

@@ -178,7 +178,7 @@ def tail(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     """One stream, live; `after` continues exactly from an entry the stream page showed."""
     info = streams.stream(key, streams.server())
     ws_query = {"key": names.to_token(key)}
-    if after := request.GET.get("after"):
+    if after := params.after_id(request.GET.get("after")):
         ws_query["after"] = after
     return _tail(request, info, ws_query)
 

@@ -239,3 +239,28 @@ def test_redriving_a_malformed_dead_letter_is_refused_clearly(browser, r, dead_l
     assert (f"Re-drove 1 dead letter to their streams; refused 1 entry: {dead_letters['slash']}"
             " (malformed: original_id “a/b” is not an entry ID).") in text(response)
     assert r.xlen(S) == 1 and r.xlen(DLQ) == 3  # the good one went back, the others stay
+
+
+# -- where an action goes back to ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", ["0-0", "orders", "http://evil.example/", "//evil.example/"])
+def test_an_action_goes_back_to_its_page_when_next_is_not_a_path_here(browser, scene,
+                                                                     target) -> None:
+    response = browser.post(reverse("streams_admin:ack", args=[S, G]),
+                            {"ids": scene[:1], "next": target})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("streams_admin:group", args=[S, G])
+
+
+def test_a_tail_page_after_a_bad_id_is_a_400(browser, scene) -> None:
+    url = reverse("streams_admin:tail", args=[S])
+    assert browser.get(url, {"after": scene[0]}).status_code == 200
+    page = browser.get(url, {"after": f"{HUGE}-0"})
+    assert page.status_code == 400 and "is not a stream entry ID" in text(page)
+
+
+def test_a_consumer_for_a_missing_stream_is_refused_in_words(browser, r) -> None:
+    response = browser.post(reverse("streams_admin:create-consumer", args=[b"gone", G]),
+                            {"consumer": "c9"}, follow=True)
+    assert "The stream does not exist any more." in text(response)

@@ -51,6 +51,7 @@ FRIENDLY = {
     "BUSYGROUP": "A group with that name already exists.",
     "WRONGTYPE": "That key is not a stream (any more).",
     "no such key": "The stream does not exist any more.",
+    "requires the key to exist": "The stream does not exist any more.",
 }
 
 

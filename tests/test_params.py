@@ -244,7 +244,8 @@ def test_redriving_a_malformed_dead_letter_is_refused_clearly(browser, r, dead_l
 # -- where an action goes back to ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", ["0-0", "orders", "http://evil.example/", "//evil.example/"])
+@pytest.mark.parametrize("target", ["0-0", "orders", "http://evil.example/", "//evil.example/",
+                                    "/" + "x" * 20_000])
 def test_an_action_goes_back_to_its_page_when_next_is_not_a_path_here(browser, scene,
                                                                      target) -> None:
     response = browser.post(reverse("streams_admin:ack", args=[S, G]),

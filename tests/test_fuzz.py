@@ -13,10 +13,11 @@ FUZZ_EXAMPLES=100 runs it longer.
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import re
-from pathlib import Path
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -39,26 +40,50 @@ BINARY = b"\xff\x00bin/.."
 TALLY = {"requests": 0, "5xx": 0}
 
 
-def app_routes() -> list[str]:
-    """Every route of the streams_admin URLconf, with its prefix in the project."""
+READS = re.compile(r'(?:GET|POST|q|p|query)\s*(?:\.get(?:list)?\(|\[)\s*"(\w+)"')
+NAMED = re.compile(r'name_field\(request, "(\w+)"\)')
+# Fields that helpers read: found by the helper's name in the view's source.
+HELPERS = {"selected(request)": {"ids"}, "idle_ms(request)": {"min_idle"},
+           'idle_ms(request, "idle")': {"idle"}, "respond(request": {"next", "retry",
+                                                                    "done_so_far"},
+           "page_size(": {"size"}, "EntryFilter.from_query": {"q", "type", "field", "op", "value"},
+           "_tail(request": {"from", "q", "type", "field", "op", "value"}}
+
+
+def functions_of(view: Callable) -> list[Callable]:
+    """The view and every function its decorators wrap or close over (the action a
+    confirmation page posts to, the page function behind it)."""
+    found, todo = [], [view]
+    while todo:
+        fn = todo.pop()
+        if not inspect.isfunction(fn) or fn in found:
+            continue
+        found.append(fn)
+        todo += [getattr(fn, "__wrapped__", None),
+                 *(cell.cell_contents for cell in fn.__closure__ or ())]
+    return found
+
+
+def params_read(view: Callable) -> list[str]:
+    """The parameter names a view reads, found in its source and its helpers' calls."""
+    source = "".join(inspect.getsource(fn.__code__) for fn in functions_of(view))  # not unwrapped
+    named = {f"{name}{end}" for name in NAMED.findall(source) for end in ("", "_token")}
+    helped = {field for call, fields in HELPERS.items() if call in source for field in fields}
+    return sorted({*READS.findall(source), *named, *helped})
+
+
+def app_routes() -> dict[str, list[str]]:
+    """Every route of the streams_admin URLconf (with its prefix in the project) and the
+    parameters its view reads."""
     for entry in get_resolver().url_patterns:
         if isinstance(entry, URLResolver) and entry.namespace == "streams_admin":
-            return [str(entry.pattern) + str(p.pattern) for p in entry.url_patterns]
+            return {str(entry.pattern) + str(p.pattern): params_read(p.callback)
+                    for p in entry.url_patterns}
     raise AssertionError("streams_admin is not in the project's URLconf")
 
 
-def read_params() -> list[str]:
-    """Every parameter name the views read (found in their source), and the form fields that
-    helpers read by a name passed in."""
-    source = "".join((Path(__file__).parents[1] / "streams_admin" / name).read_text()
-                     for name in ("views.py", "actions.py", "confirm.py", "filters.py"))
-    found = re.findall(r'(?:GET|POST|q|p|query)\s*(?:\.get(?:list)?\(|\[)\s*"(\w+)"', source)
-    return sorted({*found, "ids", "to", "to_token", "group_token", "consumer_token", "idle",
-                   "min_idle", "from", "after", "before", "at", "size", "page"})
-
-
 ROUTES = app_routes()
-PARAMS = read_params()
+PARAMS = sorted({name for names in ROUTES.values() for name in names})
 SEGMENT = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
@@ -113,9 +138,13 @@ SCENES = [{"key": "orders", "group": "ship", "consumer": "c1"},
           {"key": "agent:stream:order.placed", "group": "workers", "consumer": "w1"},
           {"key": token(BINARY), "group": token(BINARY), "consumer": "nobody"},
           {"key": DLQ.decode(), "group": "none", "consumer": "c1"}]
-form = st.dictionaries(st.sampled_from(PARAMS),
-                       hostile_values | st.lists(hostile_values, min_size=1, max_size=3),
-                       max_size=6)
+
+
+def form(route: str) -> st.SearchStrategy[dict]:
+    """Parameters the route's view reads, mostly, and now and then any other."""
+    return st.dictionaries(st.sampled_from(ROUTES[route]) | st.sampled_from(PARAMS),
+                           hostile_values | st.lists(hostile_values, min_size=1, max_size=3),
+                           max_size=6)
 
 
 def seed(r: redis.Redis) -> None:
@@ -180,7 +209,7 @@ def check(response, role: str, method: str, path: str, data: dict, before: int) 
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
-@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("route", list(ROUTES))
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large, HealthCheck.large_base_example])
@@ -193,7 +222,7 @@ def test_no_input_gives_a_5xx(clients, r, route, method, data) -> None:
                 if scene is None or name not in scene else scene[name]
                 for kind, name in converters}
     role = data.draw(st.sampled_from(sorted(clients)), label="role")
-    fields = data.draw(form, label="fields")
+    fields = data.draw(form(route), label="fields")
     htmx = data.draw(st.sampled_from([{}, {"HTTP_HX_REQUEST": "true"},
                                       {"HTTP_HX_REQUEST": "true", "HTTP_HX_TARGET": "entries"}]),
                      label="headers")

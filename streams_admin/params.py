@@ -24,6 +24,7 @@ DURATION_RE = re.compile(r"\s*([0-9]{1,12}(?:\.[0-9]{1,6})?)\s*(ms|s|m|h|d)?\s*\
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 MAX_DURATION_MS = 100 * 365 * 86_400_000  # Redis takes up to 2^63 ms; a century says enough
 MAX_JSON_DEPTH = 64  # the entry page pretty-prints data recursively; services nest far less
+MAX_JSON_CHARS = 1 << 20  # an event typed into a form; every viewer of the stream reads it
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
@@ -128,6 +129,8 @@ def duration_ms(text: str | None) -> int | None:
 def json_value(text: str) -> object:
     """JSON the user typed. Its nesting is measured first (brackets outside strings), since
     json.loads recurses once per level and deep data breaks everything that reads it later."""
+    if len(text) > MAX_JSON_CHARS:
+        raise BadParam(f"The data is longer than {MAX_JSON_CHARS:,} characters.")
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
     if max(accumulate(_DEPTH[ch] for ch in brackets), default=0) > MAX_JSON_DEPTH:
         raise BadParam(f"The data is nested deeper than {MAX_JSON_DEPTH} levels.")

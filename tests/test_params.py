@@ -176,6 +176,14 @@ def test_deeply_nested_json_is_refused_with_a_message(browser, r, data) -> None:
     assert r.exists(b"agent:stream:x.made") == 0
 
 
+def test_json_over_a_mebibyte_is_refused_with_a_message(browser, r) -> None:
+    response = browser.post(reverse("streams_admin:publish"),
+                            {"event_type": "x.made", "data": json.dumps("x" * 2_000_000)},
+                            follow=True)
+    assert "The data is longer than 1,048,576 characters." in text(response)
+    assert r.exists(b"agent:stream:x.made") == 0
+
+
 def test_json_with_brackets_inside_strings_is_published(browser, r) -> None:
     data = json.dumps({"text": "[" * 1000, "nested": [[{"a": "}]"}]]})
     response = browser.post(reverse("streams_admin:publish"),

@@ -18,7 +18,7 @@ import json
 import os
 import re
 from collections.abc import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 import redis
@@ -27,7 +27,10 @@ from django.urls import URLResolver, get_resolver
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams_admin import params
+from streams_admin.filters import TailOptions
 from streams_admin.models import AuditEntry
+from streams_admin.values import id_parts
 from tests.conftest import role_client
 
 pytestmark = pytest.mark.django_db
@@ -231,3 +234,24 @@ def test_no_input_gives_a_5xx(clients, r, route, method, data) -> None:
     # Followed as a browser does, so a message lands on the page it was meant for.
     response = getattr(clients[role], method)(path, fields, follow=role != "anonymous", **htmx)
     check(response, role, method, path, fields, before)
+
+
+TAIL_QUERY = st.dictionaries(
+    st.sampled_from(["key", "pattern", "after", "from", "resume", "type", "field", "op", "value",
+                     "q"]),
+    hostile_values, max_size=5)
+
+
+@settings(max_examples=20 * EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.data_too_large, HealthCheck.large_base_example,
+                                 HealthCheck.too_slow])
+@given(query=TAIL_QUERY)
+def test_a_tail_socket_query_is_parsed_or_refused_in_words(query: dict[str, str]) -> None:
+    """The live tail's websocket (not a URL pattern above) reads its options from the query:
+    either they are refused with a message, or it starts after an ID Redis takes."""
+    try:
+        options = TailOptions.from_query(urlencode(query).encode())
+    except params.BadParam:
+        return
+    since = options.since
+    assert since is None or (id_parts(since) is not None and since != params.LAST_ID), since

@@ -201,6 +201,8 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     key = params.name(request.GET.get("key")) or (queues[0].key if queues else None)
     if key is not None and not names.in_scope(key):
         raise Http404(names.out_of_scope(key))
+    if key is not None and key not in {info.key for info in queues}:
+        streams.stream(key, server)  # a key typed in the URL: a 404 unless it is a stream
     size = params.page_size(request.GET)
     page = None
     if key is not None:

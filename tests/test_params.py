@@ -273,3 +273,10 @@ def test_a_consumer_for_a_missing_stream_is_refused_in_words(browser, r) -> None
     response = browser.post(reverse("streams_admin:create-consumer", args=[b"gone", G]),
                             {"consumer": "c9"}, follow=True)
     assert "The stream does not exist any more." in text(response)
+
+
+def test_dead_letters_of_a_key_that_is_not_a_stream_is_a_404(browser, r) -> None:
+    r.set("plain", "not a stream")
+    for key in ("plain", "missing"):
+        page = browser.get(reverse("streams_admin:dead-letters"), {"key": key})
+        assert page.status_code == 404 and f"{key} does not exist (any more)." in text(page)

@@ -62,7 +62,7 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
             try:
                 outcome = view(request, **kwargs)
             except params.BadParam as exc:
-                _record(request, name, kwargs, str(exc))
+                _record(request, name, kwargs, f"refused: {exc}")
                 outcome = Outcome(False, str(exc))
             if isinstance(outcome, HttpResponse):  # the view answered itself (a form again)
                 return outcome
@@ -79,7 +79,8 @@ def back(request: HttpRequest, kwargs: dict[str, Any], outcome: Outcome | None =
     target = request.POST.get("next", "")
     if outcome is not None and not outcome.ok:  # a refused confirmation: show it again
         target = request.POST.get("retry", target)
-    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}):
+    # A path on this site only: redirect() would take "0-0" for a view name and fail.
+    if target.startswith("/") and url_has_allowed_host_and_scheme(target, {request.get_host()}):
         return target
     if outcome is not None and "stream" in outcome.details:  # published: show it there
         return reverse("streams_admin:stream", args=[names.from_token(outcome.details["stream"])])
@@ -94,8 +95,7 @@ def back(request: HttpRequest, kwargs: dict[str, Any], outcome: Outcome | None =
 
 
 def _done_so_far(request: HttpRequest) -> int:
-    text = request.POST.get("done_so_far", "")
-    return int(text) if text.isdigit() else 0
+    return params.whole_number(request.POST.get("done_so_far"), 0)
 
 
 def respond(request: HttpRequest, outcome: Outcome, kwargs: dict[str, Any]) -> HttpResponse:
@@ -119,7 +119,8 @@ def respond(request: HttpRequest, outcome: Outcome, kwargs: dict[str, Any]) -> H
 
 
 def selected(request: HttpRequest) -> list[str]:
-    return request.POST.getlist("ids")
+    """The ticked entry IDs, each checked: one that is not an ID refuses the action."""
+    return params.entry_ids(request.POST.getlist("ids"))
 
 
 def name_field(request: HttpRequest, field: str) -> bytes | None:
@@ -157,7 +158,7 @@ def claim_idle(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
         actor(request), key, group, source=params.name(request.POST.get("from") or None),
         to=name_field(request, "to"),
         min_idle_ms=conf.get("MIN_IDLE_MS") if guard is None else guard,
-        after=params.entry_id(request.POST.get("after")))
+        after=params.after_id(request.POST.get("after")))
 
 
 @action("requeue", OPERATE)
@@ -179,7 +180,7 @@ def ack_matching(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
                        "filter matches.")
     return pending_ops.ack_matching(
         actor(request), key, group, consumer=params.name(request.POST.get("consumer") or None),
-        min_idle_ms=idle_ms(request, "idle"), after=params.entry_id(request.POST.get("after")))
+        min_idle_ms=idle_ms(request, "idle"), after=params.after_id(request.POST.get("after")))
 
 
 PUBLISH_FIELDS = ("event_type", "data", "correlation_id")

@@ -7,18 +7,22 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from streams_admin import names, params
-from streams_admin.values import Entry, parse_time
+from streams_admin.values import MAX_ID_PART, Entry, id_parts
 
-MAX_SEQ = 18446744073709551615
+MAX_SEQ = MAX_ID_PART
 FILTER_PARAMS = ("type", "field", "op", "value", "q")  # EntryFilter.from_query reads these
 
 
 def id_before(entry_id: str) -> str:
-    """The greatest ID below entry_id, so "(id_before(X)" starts a range at X inclusive."""
-    ms, _, seq = entry_id.partition("-")
-    if seq and int(seq) > 0:
-        return f"{ms}-{int(seq) - 1}"
-    return f"{int(ms) - 1}-{MAX_SEQ}" if int(ms) > 0 else "0-0"
+    """The greatest ID below entry_id (a checked one), so "(id_before(X)" starts a range at X
+    inclusive; "0-0" for 0-0 itself, which no entry can have."""
+    parts = id_parts(entry_id)
+    if parts is None:
+        raise ValueError(f"not an entry ID: {entry_id!r}")
+    ms, seq = parts
+    if seq:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{MAX_SEQ}" if ms > 0 else "0-0"
 
 
 @dataclass(frozen=True)
@@ -91,15 +95,12 @@ class TailOptions:
 
 def _since(q: dict[str, str]) -> str | None:
     """"after" (exclusive, what a reconnecting page sends) or "from" (an ID or time, inclusive)."""
-    if after := params.entry_id(q.get("after")):
+    if after := params.after_id(q.get("after")):
         return after
     start = q.get("from", "").strip()
     if not start or start == "now":
         return None
-    if params.ID_RE.match(start):
-        return id_before(start)
-    ms = parse_time(start)
-    if ms is None:
-        raise params.BadParam(f"“{start}” is neither an entry ID nor a date-time.")
-    return id_before(f"{ms}-0")
+    if id_parts(start) is not None:
+        return id_before(params.entry_id(start) or start)
+    return id_before(f"{params.moment_ms(start)}-0")
 

@@ -11,7 +11,20 @@ from functools import cached_property
 from streams_admin import names
 
 ENVELOPE_FIELDS = (b"event_id", b"event_type", b"timestamp", b"data")
-ID_RE = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+# [0-9], not \d (which takes any Unicode digit), and \Z, not $ (which matches before a final
+# newline): Redis takes exactly this, each part at most MAX_ID_PART.
+ID_RE = re.compile(r"\A[0-9]{1,20}(?:-[0-9]{1,20})?\Z")
+MAX_ID_PART = 2**64 - 1
+
+
+def id_parts(text: str) -> tuple[int, int | None] | None:
+    """An entry ID's milliseconds and sequence (None when left out, as in "1700000000000"), or
+    None when Redis would refuse it as an ID."""
+    if not ID_RE.match(text):
+        return None
+    ms, _, seq = text.partition("-")
+    parts = int(ms), int(seq) if seq else None
+    return None if max(part or 0 for part in parts) > MAX_ID_PART else parts
 
 
 def id_time(entry_id: str) -> datetime | None:
@@ -264,8 +277,11 @@ def parse_entry(item: list) -> Entry:
 
 def parse_time(text: str) -> int | None:
     """Milliseconds for an ISO date-time (UTC unless it says otherwise), else None."""
+    text = text.strip()
+    if not text.isascii() or len(text) > 64:  # ISO forms are shorter; this bounds the work
+        return None
     try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
     if moment.tzinfo is None:

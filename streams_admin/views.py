@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Callable
 from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
+import redis
 from django.contrib.auth.decorators import user_passes_test
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -18,9 +20,13 @@ from django_htmx.middleware import HtmxDetails
 
 from streams_admin import conf, html, names, params, pending, permissions, streams
 from streams_admin import overview as overview_model
+from streams_admin.dead_letters import dead_letter
 from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
-from streams_admin.values import ID_RE
+from streams_admin.operations import friendly
+from streams_admin.values import id_parts
+
+log = logging.getLogger(__name__)
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -42,6 +48,10 @@ def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         except params.BadParam as exc:
             return render(request, "streams_admin/bad_request.html", {"error": str(exc)},
                           status=400)
+        except redis.ResponseError as exc:  # input params let through: a 400 with Redis' words
+            log.warning("Redis refused %s: %s", request.get_full_path()[:200], exc)
+            return render(request, "streams_admin/bad_request.html",
+                          {"error": friendly(exc)}, status=400)
 
     # Looked up per request: the rule lives in permissions.py alone (a test swaps it there).
     return never_cache(user_passes_test(lambda user: permissions.may_view(user))(wrapper))
@@ -59,10 +69,7 @@ def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict
 def overview(request: HtmxHttpRequest) -> HttpResponse:
     q = request.GET
     sort = q.get("sort", "name") if q.get("sort") in overview_model.SORTS else "name"
-    try:
-        page = int(q.get("page", 1))
-    except ValueError:
-        page = 1
+    page = params.page_number(q.get("page"))
     shared = overview_model.shared_overview(query=q.get("q", ""), sort=sort,
                                             desc=q.get("desc") == "1", page=page)
     context = {"overview": shared.overview, "as_of": shared.taken, "q": q.get("q", ""),
@@ -86,15 +93,15 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     error = ""
     try:
         if match:  # a search: newest first from the cursor, SEARCH_BUDGET entries at most
-            before = params.entry_id(q.get("before"))
+            before = params.before_id(q.get("before"))
             bound = (params.id_or_time(q["at"]) if q.get("at")
                      else f"({before}" if before else "+")
             page = streams.search_page(key, match, size, before=bound)
         elif q.get("at"):
             page = streams.entries_page(key, size, before=params.id_or_time(q["at"]))
-        elif after := params.entry_id(q.get("after")):
+        elif after := params.after_id(q.get("after")):
             page = streams.entries_page(key, size, after=f"({after}")
-        elif before := params.entry_id(q.get("before")):
+        elif before := params.before_id(q.get("before")):
             page = streams.entries_page(key, size, before=f"({before}")
         else:
             page = streams.entries_page(key, size)
@@ -114,7 +121,7 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
 
 @screen
 def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
-    if not ID_RE.match(entry_id):
+    if id_parts(entry_id) is None:
         raise Http404("Not an entry ID.")
     server = streams.server()
     info = streams.stream(key, server)
@@ -153,7 +160,7 @@ def download(request: HtmxHttpRequest, key: bytes, entry_id: str,
              position: int) -> StreamingHttpResponse:
     """One field's value, whole, as a file (the pages show a budget of it). Sent in chunks
     from an async iterator: under ASGI, Django reads a sync iterator whole into a list first."""
-    if not ID_RE.match(entry_id):
+    if id_parts(entry_id) is None:
         raise Http404("Not an entry ID.")
     data = streams.field_value(key, entry_id, position)
     response = StreamingHttpResponse(_chunks(data), content_type="application/octet-stream")
@@ -184,7 +191,7 @@ def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
     error = ""
     try:
         consumer, min_idle = params.name(q.get("consumer")), params.duration_ms(q.get("idle"))
-        after = params.entry_id(q.get("after"))
+        after = params.after_id(q.get("after"))
     except params.BadParam as exc:
         error, consumer, min_idle, after = str(exc), None, None, None
     page = pending.pending_page(info, group, size, after=after, consumer=consumer,
@@ -212,7 +219,7 @@ def tail(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     """One stream, live; `after` continues exactly from an entry the stream page showed."""
     info = streams.stream(key, streams.server())
     ws_query = {"key": names.to_token(key)}
-    if after := request.GET.get("after"):
+    if after := params.after_id(request.GET.get("after")):
         ws_query["after"] = after
     return _tail(request, info, ws_query)
 
@@ -235,13 +242,16 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     key = params.name(request.GET.get("key")) or (queues[0].key if queues else None)
     if key is not None and not names.in_scope(key):
         raise Http404(names.out_of_scope(key))
+    if key is not None and key not in {info.key for info in queues}:
+        streams.stream(key, server)  # a key typed in the URL: a 404 unless it is a stream
     size = params.page_size(request.GET)
     page = None
     if key is not None:
-        before = params.entry_id(request.GET.get("before"))
+        before = params.before_id(request.GET.get("before"))
         page = streams.entries_page(key, size, before=f"({before}" if before else "+")
     context = {"queues": queues, "key": key, "page": page, "server": server,
-               "pattern": pattern}
+               "pattern": pattern,
+               "letters": [dead_letter(entry) for entry in page.entries] if page else []}
     return render(request, "streams_admin/dead_letters.html", context)
 
 

@@ -5,22 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streams_admin import names, params
+from streams_admin.filters import id_before
 from streams_admin.operations import ActionError, Actor, Outcome, audited, check_name, plural
 from streams_admin.operations.budget import Budget, Count, end_id, xinfo
 from streams_admin.redis import client
-from streams_admin.values import ID_RE, id_key, text_id
+from streams_admin.values import id_key, id_parts, text_id
 
 
 def start_id(text: str) -> str:
     """A group's start: "$" (new entries only), "0" (everything), an ID or a date-time."""
     text = text.strip()
-    if text in {"$", "0"} or ID_RE.match(text):
+    if text in {"$", "0"}:
         return text
     try:
-        bound = params.id_or_time(text)
+        if id_parts(text) is not None:
+            return params.entry_id(text) or text
+        return id_before(f"{params.moment_ms(text)}-0")  # just before that time
     except params.BadParam as exc:
         raise ActionError(str(exc)) from exc
-    return f"{int(bound.split('-')[0]) - 1}-18446744073709551615"  # just before that time
 
 
 def create_group(actor: Actor, key: bytes, group: bytes | None, start: str,

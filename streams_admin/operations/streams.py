@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 
@@ -10,6 +9,7 @@ from streams_admin import conf, names, params
 from streams_admin.bus import BusConfig, envelope
 from streams_admin.bus.coalesce import xadd
 from streams_admin.bus.envelope import Keys
+from streams_admin.dead_letters import metadata
 from streams_admin.operations import (
     ActionError,
     Actor,
@@ -23,7 +23,7 @@ from streams_admin.operations.budget import Budget, Count, end_id, later, xinfo
 from streams_admin.operations.scripts import REDRIVE, script
 from streams_admin.redis import client
 from streams_admin.streams import true_lag
-from streams_admin.values import ID_RE, id_key, text_id
+from streams_admin.values import id_key, id_parts, text_id
 
 DEAD_LETTER_FIELDS = (b"error", b"reason", b"delivery_count", b"original_stream",
                       b"original_id", b"group", b"consumer", b"dead_lettered_at")
@@ -71,21 +71,22 @@ class Cut:
 def _threshold(strategy: str, text: str) -> str:
     text = text.strip()
     if strategy == "maxlen":
-        if not text.isdigit():
+        count = params.whole_number(text, -1)
+        if count < 0:
             raise ActionError("MAXLEN takes a number of entries to keep.")
-        return text
+        return str(count)
     if strategy != "minid":
         raise ActionError("Trim by MAXLEN or MINID.")
-    if ID_RE.match(text):
-        return text
+    if id_parts(text) is not None:
+        return params.entry_id(text) or text
     try:
         age = params.duration_ms(text)
     except params.BadParam:
         age = None
-    if age is not None:
-        return f"{int(time.time() * 1000) - age}-0"
+    if age is not None:  # older than the dawn of 1970 is everything: MINID 0-0 keeps all
+        return f"{max(0, int(time.time() * 1000) - age)}-0"
     try:
-        return f"{int(params.id_or_time(text).split('-')[0])}-0"
+        return f"{params.moment_ms(text)}-0"
     except params.BadParam as exc:
         raise ActionError("MINID takes an entry ID, an age (like 7d) or a date-time.") from exc
 
@@ -281,9 +282,9 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
         if not names.in_scope(key):
             raise ActionError(f"Not published: {names.out_of_scope(key)}")
         try:
-            payload = json.loads(data or "null")
-        except ValueError as exc:
-            raise ActionError(f"The data is not valid JSON: {exc}.") from exc
+            payload = params.json_value(data or "null")
+        except params.BadParam as exc:
+            raise ActionError(str(exc)) from exc
         fields = envelope.encode(event_type.strip(), payload,
                                  correlation_id=correlation_id.strip() or None)
         config = BusConfig.build(prefix=prefix)
@@ -298,15 +299,20 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
                    arguments={"event_type": event_type, "correlation_id": correlation_id})
 
 
-def _dead_letters(key: bytes, ids: list[str]) -> list[tuple[str, bytes | None]]:
-    """Each dead letter's original stream (None: gone, or no original_stream field)."""
+def _dead_letters(key: bytes, ids: list[str]) -> list[tuple[str, bytes | None, str]]:
+    """Each dead letter's original stream (None: gone meanwhile), and why it cannot be
+    re-driven ("" when it can: see dead_letters.metadata)."""
     pipe = client().pipeline(transaction=False)
     for entry_id in ids:
         pipe.xrange(key, entry_id, entry_id, count=1)
-    found = []
+    found: list[tuple[str, bytes | None, str]] = []
     for entry_id, rows in zip(ids, pipe.execute(), strict=True):
-        fields = dict(zip(rows[0][1][::2], rows[0][1][1::2], strict=True)) if rows else {}
-        found.append((entry_id, fields.get(b"original_stream") or None))
+        if not rows:
+            found.append((entry_id, None, ""))
+            continue
+        original, _, problem = metadata(dict(zip(rows[0][1][::2], rows[0][1][1::2],
+                                                 strict=True)))
+        found.append((entry_id, original, problem))
     return found
 
 
@@ -318,9 +324,11 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
     refused: dict[str, int] = {}
 
     def work() -> Outcome:
-        run, moved, skipped = script(REDRIVE), [], 0
-        for entry_id, original in _dead_letters(key, check_ids(ids)):
-            if original is None:
+        run, moved, skipped, problems = script(REDRIVE), [], 0, []
+        for entry_id, original, problem in _dead_letters(key, check_ids(ids)):
+            if problem:
+                problems.append(f"{entry_id} ({problem})")
+            elif original is None:
                 skipped += 1
             elif not names.in_scope(original):
                 _tally(refused, original)
@@ -329,7 +337,7 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
                 _tally(targets, original)
             else:
                 skipped += 1
-        return _redriven(moved, skipped, refused, targets)
+        return _redriven(moved, skipped, refused, targets, problems)
 
     return audited(actor, "redrive", key, work, ids=ids,
                    arguments={"targets": targets, "refused_targets": refused})
@@ -345,16 +353,17 @@ def _tally(counts: dict[str, int], target: bytes) -> None:
 
 
 def _redriven(moved: list[str], skipped: int, refused: dict[str, int],
-              targets: dict[str, int]) -> Outcome:
-    notes = [f"{plural(skipped, 'entry')} skipped: gone, or no original_stream field"] \
-        if skipped else []
+              targets: dict[str, int], problems: list[str]) -> Outcome:
+    notes = [f"{plural(skipped, 'entry')} skipped: gone meanwhile"] if skipped else []
+    if problems:
+        notes.append(f"refused {plural(len(problems), 'entry')}: {'; '.join(problems[:3])}")
     if refused:
         verb = "is" if len(refused) == 1 else "are"
         notes.append(f"{plural(sum(refused.values()), 'entry')} refused: "
                      f"{', '.join(sorted(refused))} {verb} outside the streams this dashboard "
                      f"covers ({conf.get('KEY_PATTERN')}); left in the dead-letter stream")
     where = f" to {', '.join(sorted(targets))}" if targets else ""
-    return Outcome((bool(moved) or not skipped) and not refused,
+    return Outcome((bool(moved) or not skipped) and not refused and not problems,
                    f"Re-drove {plural(len(moved), 'dead letter')}{where}"
                    + (f"; {'; '.join(notes)}" if notes else "") + ".",
                    len(moved), tuple(moved))

@@ -240,7 +240,7 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     page = None
     if key is not None:
         before = params.entry_id(request.GET.get("before"))
-        page = streams.entries_page(key, size, before=f"({before}" if before else "+")
+        page = streams.dead_letters_page(key, size, before=f"({before}" if before else "+")
     context = {"queues": queues, "key": key, "page": page, "server": server,
                "pattern": pattern}
     return render(request, "streams_admin/dead_letters.html", context)

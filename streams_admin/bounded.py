@@ -60,15 +60,16 @@ class _Reply:
 
     def _body(self, size: int, keep: int) -> bytearray:
         kept = bytearray(min(keep, size))  # filled in place: no copy of a big value
-        view, at, left = memoryview(kept), 0, size + 2  # and its \r\n
-        while left:
+        view, at = memoryview(kept), 0
+        while at < len(kept):
             if not self.buf:
                 self._fill()
-            part = self.buf[:left]
-            del self.buf[:len(part)]
-            take = part[:len(kept) - at]
-            view[at:at + len(take)] = take
-            at, left = at + len(take), left - len(part)
+            take = min(len(kept) - at, len(self.buf))
+            with memoryview(self.buf) as part:
+                view[at:at + take] = part[:take]
+            del self.buf[:take]
+            at += take
+        self._drop(size + 2 - len(kept))  # the rest, and its \r\n
         return kept  # not bytes(kept): that would copy a whole downloaded value
 
     def skip(self, count: int) -> int:
@@ -87,19 +88,26 @@ class _Reply:
             size = int(buf[at + 1:end])
             total, at = total + size, end + 4 + size  # the header's \r\n, the body, its \r\n
             if at > end_of_buf:
+                del buf[:end_of_buf]
                 self._drop(at - end_of_buf)
                 at, end_of_buf = 0, len(buf)
         del buf[:at]
         return total
 
     def _drop(self, count: int) -> None:
-        """Drop the buffer and `count` bytes after it."""
+        """Read and drop `count` bytes: the buffer's first, then the socket's, received into
+        one scratch chunk (no bytes object made for them)."""
+        if count <= len(self.buf):
+            del self.buf[:count]
+            return
+        count -= len(self.buf)
         self.buf.clear()
-        while count:
-            self._fill()
-            part = min(count, len(self.buf))
-            del self.buf[:part]
-            count -= part
+        with memoryview(bytearray(CHUNK)) as scratch:
+            while count:
+                got = self.sock.recv_into(scratch, min(count, CHUNK))
+                if not got:
+                    raise redis.ConnectionError("Redis closed the connection during a read")
+                count -= got
 
     def any(self, keep: int) -> object:
         """Any reply, each bulk string cut to `keep` bytes."""

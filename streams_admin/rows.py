@@ -1,5 +1,6 @@
-"""What a page of entries keeps of each entry while bounded.read_ranges reads it off the
-socket: the bytes its row shows, whatever the entry holds, and the size of the rest.
+"""Pages of entries (the stream page, its search, the dead letters), each entry kept as
+bounded.read_ranges reads it off the socket: the bytes its row shows, whatever the entry
+holds, and the size of the rest.
 
 A stream page of 10 entries of 10 MB held 100 MB (twice that while redis-py parsed it), and
 50 entries of 10,000 fields took 150 MB and seconds to build objects the row never shows.
@@ -7,8 +8,12 @@ A stream page of 10 entries of 10 MB held 100 MB (twice that while redis-py pars
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from streams_admin import conf
-from streams_admin.values import ENVELOPE_FIELDS, Entry, Value
+from streams_admin.bounded import Fields, read_ranges
+from streams_admin.filters import EntryFilter
+from streams_admin.values import ENVELOPE_FIELDS, Entry, Value, human_bytes
 
 # The metadata the bus (bus/handling.py) and the dashboard's dead-letter action
 # (operations/pending.py) write, after the original fields, and the dead-letter page shows.
@@ -132,3 +137,136 @@ class Nothing:
 
     def skip(self, size: int) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class EntriesPage:
+    entries: tuple[Entry, ...]  # newest first; each as its row shows it (RowFields)
+    newer: str | None  # cursor: the page above starts after this ID
+    older: str | None  # cursor: the page below starts before this ID
+    scanned: int = 0  # a search: entries it looked at (at most SEARCH_BUDGET)
+    searched_to: str | None = None  # a search: the oldest ID it looked at
+    partly_searched: int = 0  # a search: entries bigger than what it reads of each
+
+    @property
+    def partly_note(self) -> str:
+        n = self.partly_searched
+        if not n:
+            return ""
+        return (f"{n:,} entr{'y' if n == 1 else 'ies'} searched only in part: the first "
+                f"{conf.get('ENTRY_FIELDS'):,} fields and {human_bytes(conf.get('ENTRY_BYTES'))}"
+                " of each, what an entry page shows.")
+
+
+SEARCH_CHUNK = 500  # entries per XREVRANGE while searching
+
+
+def _flip(bound: str) -> str:
+    """The complementary bound: "(X" (exclusive) becomes "X", and "X" becomes "(X"."""
+    return bound[1:] if bound.startswith("(") else "(" + bound
+
+
+def entries_page(key: bytes, count: int, *, before: str = "+", after: str | None = None,
+                 named: frozenset[bytes] = frozenset()) -> EntriesPage:
+    """A page of entries, newest first: at or before `before`, or just after `after`.
+
+    Bounds take Redis range syntax ("(" makes one exclusive). One round trip: the page and
+    a one-entry probe that tells whether anything lies beyond its other edge. Each entry is
+    kept as its row shows it (RowFields, with the `named` fields wherever they are).
+    """
+    if after is not None:
+        page, probe = _read_page([("XRANGE", key, after, "+", "COUNT", count + 1),
+                                  ("XREVRANGE", key, _flip(after), "-", "COUNT", 1)], named)
+        rows = page[::-1]
+        extra = len(rows) > count
+        rows = rows[-count:] if rows else rows
+        newer = rows[0].id if extra else None
+        older = rows[-1].id if rows and probe else None
+        return EntriesPage(tuple(rows), newer, older)
+    probing = [("XRANGE", key, _flip(before), "+", "COUNT", 1)] if before != "+" else []
+    rows, probe = _read_page([("XREVRANGE", key, before, "-", "COUNT", count + 1), *probing],
+                             named)
+    older = rows[count - 1].id if len(rows) > count else None
+    rows = rows[:count]
+    newer = rows[0].id if rows and probe else None
+    return EntriesPage(tuple(rows), newer, older)
+
+
+def dead_letters_page(key: bytes, count: int, *, before: str = "+") -> EntriesPage:
+    """A page of a dead-letter stream: rows, and the metadata the bus appends after the
+    original fields (rows.DEAD_LETTER_FIELDS) however many fields come before it."""
+    return entries_page(key, count, before=before, named=DEAD_LETTER_FIELDS)
+
+
+def _read_page(commands: list[tuple[object, ...]], named: frozenset[bytes]
+               ) -> tuple[list[Entry], int]:
+    """The first command's entries as rows, and how many entries the second (a probe) found."""
+    page: list[Entry] = []
+    probed = 0
+
+    def start(index: int, entry_id: str, count: int) -> Fields:
+        return RowFields(entry_id, count, named) if index == 0 else Nothing()
+
+    def done(index: int, fields: Fields) -> bool:
+        nonlocal probed
+        if isinstance(fields, RowFields):
+            page.append(fields.entry())
+        else:
+            probed += 1
+        return True
+
+    read_ranges(commands, start, done)
+    return page, probed
+
+
+class _Search:
+    """One search_page call's state, entry by entry as bounded.read_ranges reads them."""
+
+    def __init__(self, match: EntryFilter, count: int) -> None:
+        self.match, self.count = match, count
+        self.found: list[Entry] = []
+        self.scanned = self.partly = self.chunk = 0
+        self.oldest: str | None = None
+
+    def start(self, index: int, entry_id: str, count: int) -> SearchFields:
+        return SearchFields(entry_id, count)
+
+    def done(self, index: int, fields: Fields) -> bool:
+        assert isinstance(fields, SearchFields)
+        self.scanned, self.chunk, self.oldest = self.scanned + 1, self.chunk + 1, fields.id
+        self.partly += fields.partly
+        if self.match.matches(fields.searched()):
+            self.found.append(fields.row.entry())
+        return len(self.found) < self.count
+
+    def page(self, older: str | None) -> EntriesPage:
+        return EntriesPage(tuple(self.found), None, older, self.scanned, self.oldest,
+                           self.partly)
+
+
+def search_page(key: bytes, match: EntryFilter, count: int, *, before: str = "+",
+                budget: int | None = None) -> EntriesPage:
+    """Up to `count` entries that match, newest first, at or before `before`.
+
+    Looks at no more than `budget` entries (SEARCH_BUDGET) per call, in chunks: `older` is
+    where the next call goes on, whether the page filled or the budget ran out; None once the
+    stream's start is reached.
+
+    It matches on what the entry page shows of each entry (ENTRY_FIELDS fields, ENTRY_BYTES),
+    not on the whole entry: whole entries meant holding a chunk of them at once (500 x 10 MB),
+    and no read may cost more than its page. A match further into a bigger entry is missed, so
+    the page says how many entries were searched only in part.
+    """
+    budget = budget or conf.get("SEARCH_BUDGET")
+    search = _Search(match, count)
+    cursor = before
+    while search.scanned < budget:
+        want = min(SEARCH_CHUNK, budget - search.scanned)
+        search.chunk = 0
+        read_ranges([("XREVRANGE", key, cursor, "-", "COUNT", want)], search.start, search.done)
+        if len(search.found) == count:
+            return search.page(search.oldest)
+        if search.chunk < want:  # the stream's first entry was reached
+            return search.page(None)
+        cursor = f"({search.oldest}"
+    return search.page(search.oldest)

@@ -3,12 +3,12 @@
 DESIGN.md: "What a page, a frame or a message carries is bounded in fields and bytes whatever
 Redis holds; a whole value is a download, not HTML." Target: Daphne's RSS grows by at most
 200 MB while 8 clients at once open the entry page of an entry holding a 10 MB binary value,
-its "show all" (?full=1), or download that value.
+its "show all" (?full=1), or download that value; and the stream page of 10 such entries.
 
-A private redis-server holds a 1 KB entry and a 10 MB one; Daphne serves the dashboard. For
-each URL, 8 threads request it at once and read the whole response; a sampler reads Daphne's
-VmRSS (/proc/<pid>/status) every 10 ms. Printed: response size, wall time of the 8, RSS
-before, peak and after (as deltas), and the 10 MB entry against the 1 KB entry's page.
+A private redis-server holds a 1 KB entry, a 10 MB one and a stream of ten 10 MB ones; Daphne
+serves the dashboard. For each URL, 8 threads request it at once and read the whole response;
+a sampler reads Daphne's VmRSS (/proc/<pid>/status) every 10 ms. Printed: response size, wall
+time of the 8, RSS before, peak and after (as deltas), and each against the 1 KB entry's page.
 
     .venv/bin/python bench/big_entry.py [--before DIR] [--clients 8]
 
@@ -48,6 +48,7 @@ USERNAME, PASSWORD = "bench", "bench-big-entry"
 MB = 1 << 20
 TARGET_MB = 200
 BIG = os.urandom(10 * MB)
+PAGE_ENTRIES = 10
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,8 @@ def measure(name: str, root: Path, r: redis.Redis, url: str, clients: int) -> li
                        at_once(daphne, "10 MB entry page", big, clients),
                        at_once(daphne, "10 MB ?full=1", big + "?full=1", clients),
                        at_once(daphne, "10 MB download", big + "fields/1/download/", clients,
-                               expect=BIG)]
+                               expect=BIG),
+                       at_once(daphne, "page of 10 x 10 MB", "/streams/bench:page/", clients)]
         finally:
             daphne.stop()
     report(results)
@@ -194,10 +196,10 @@ def measure(name: str, root: Path, r: redis.Redis, url: str, clients: int) -> li
 
 
 def report(results: list[Result]) -> None:
-    print(f"{'request':<18} {'status':>6} {'response':>12} {'wall s':>7} {'RSS before':>10}"
+    print(f"{'request':<19} {'status':>6} {'response':>12} {'wall s':>7} {'RSS before':>10}"
           f" {'peak +MB':>9} {'after +MB':>9}")
     for res in results:
-        print(f"{res.label:<18} {res.status:>6} {res.size:>12,} {res.seconds:>7.2f}"
+        print(f"{res.label:<19} {res.status:>6} {res.size:>12,} {res.seconds:>7.2f}"
               f" {res.before:>10.0f} {res.peak:>9.0f} {res.after:>9.0f}")
     small = results[0]
     for res in results[1:]:
@@ -215,6 +217,8 @@ def main() -> None:
         r = redis.Redis.from_url(server.url)
         r.xadd("bench:small", {"name": "report.txt", "payload": os.urandom(512).hex()})
         r.xadd("bench:big", {"name": "report.bin", "payload": BIG})
+        for n in range(PAGE_ENTRIES):  # a stream page of them: its rows show 200 bytes of each
+            r.xadd("bench:page", {"name": f"report{n}.bin", "payload": BIG})
         if args.before:
             measure("before", args.before, r, server.url, args.clients)
         results = measure("this checkout", ROOT, r, server.url, args.clients)

@@ -156,8 +156,8 @@ def entry_row(key: bytes, e: Entry, limit: int, *, select: bool = False,
     link = _entry_page_link(url)
     env = e.envelope
     if env is None:
-        cells.append(f'<td class="muted small">–</td>'
-                     f"<td>{fields(e.fields, budget, link, rest_url=url)}</td>")
+        shown = fields(e.fields, budget, link, total=e.total_fields, rest_url=url)
+        cells.append(f'<td class="muted small">–</td><td>{shown}</td>')
         return f'<tr data-id="{eid}">{"".join(cells)}</tr>'
     cells.append(f'<td class="small"><span class="badge" title="timestamp {_e(env.timestamp)}">'
                  f'{_e(env.event_type)}</span><br><span class="mono muted nowrap" '
@@ -165,7 +165,9 @@ def entry_row(key: bytes, e: Entry, limit: int, *, select: bool = False,
     shown, used = _row_data(env, budget, url)
     rest = e.other_fields
     left = Budget(budget.fields - len(ENVELOPE_FIELDS), budget.size - used, limit)
-    extra = fields(rest, left, link, rest_url=url) if rest else ""
+    unread = e.total_fields - len(e.fields)  # a page's row holds only the fields it shows
+    extra = fields(rest, left, link, total=len(rest) + unread, rest_url=url) \
+        if rest or unread else ""
     cells.append(f"<td>{shown}{extra}</td>")
     return f'<tr data-id="{eid}">{"".join(cells)}</tr>'
 

@@ -14,8 +14,13 @@ import redis
 
 from streams_admin import conf
 from streams_admin.bounded import read_entry, xinfo_streams
-from streams_admin.filters import EntryFilter
 from streams_admin.redis import Server, client, server_from_info
+from streams_admin.rows import (  # noqa: F401 (pages of entries: the read model's, kept there)
+    EntriesPage,
+    dead_letters_page,
+    entries_page,
+    search_page,
+)
 from streams_admin.values import Entry, Value, id_key, id_time, parse_entry, text_id
 
 if TYPE_CHECKING:
@@ -289,77 +294,3 @@ def field_value(key: bytes, entry_id: str, position: int) -> bytearray:
     if items is None or not 0 <= position < len(items) // 2:
         raise NotFound(f"{entry_id} field {position}".encode())
     return items[wanted][0]
-
-
-@dataclass(frozen=True)
-class EntriesPage:
-    entries: tuple[Entry, ...]  # newest first
-    newer: str | None  # cursor: the page above starts after this ID
-    older: str | None  # cursor: the page below starts before this ID
-    scanned: int = 0  # a search: entries it looked at (at most SEARCH_BUDGET)
-    searched_to: str | None = None  # a search: the oldest ID it looked at
-
-
-SEARCH_CHUNK = 500  # entries per XREVRANGE while searching
-
-
-def _flip(bound: str) -> str:
-    """The complementary bound: "(X" (exclusive) becomes "X", and "X" becomes "(X"."""
-    return bound[1:] if bound.startswith("(") else "(" + bound
-
-
-def entries_page(
-    key: bytes, count: int, *, before: str = "+", after: str | None = None
-) -> EntriesPage:
-    """A page of entries, newest first: at or before `before`, or just after `after`.
-
-    Bounds take Redis range syntax ("(" makes one exclusive). One round trip: the page and
-    a one-entry probe that tells whether anything lies beyond its other edge.
-    """
-    pipe = client().pipeline(transaction=False)
-    if after is not None:
-        pipe.xrange(key, after, "+", count=count + 1)
-        pipe.xrevrange(key, _flip(after), "-", count=1)
-        page, probe = pipe.execute()
-        rows = [parse_entry(item) for item in page][::-1]
-        extra = len(rows) > count
-        rows = rows[-count:] if rows else rows
-        newer = rows[0].id if extra else None
-        older = rows[-1].id if rows and probe else None
-        return EntriesPage(tuple(rows), newer, older)
-    pipe.xrevrange(key, before, "-", count=count + 1)
-    if before != "+":
-        pipe.xrange(key, _flip(before), "+", count=1)
-    page, *probe = pipe.execute()
-    rows = [parse_entry(item) for item in page]
-    older = rows[count - 1].id if len(rows) > count else None
-    rows = rows[:count]
-    newer = rows[0].id if rows and probe and probe[0] else None
-    return EntriesPage(tuple(rows), newer, older)
-
-
-def search_page(key: bytes, match: EntryFilter, count: int, *, before: str = "+",
-                budget: int | None = None) -> EntriesPage:
-    """Up to `count` entries that match, newest first, at or before `before`.
-
-    Looks at no more than `budget` entries (SEARCH_BUDGET) per call, in chunks: `older` is
-    where the next call goes on, whether the page filled or the budget ran out; None once the
-    stream's start is reached.
-    """
-    budget = budget or conf.get("SEARCH_BUDGET")
-    found: list[Entry] = []
-    scanned, oldest, cursor = 0, None, before
-    while scanned < budget:
-        want = min(SEARCH_CHUNK, budget - scanned)
-        items = client().xrevrange(key, cursor, "-", count=want)
-        for item in items:
-            entry = parse_entry(item)
-            scanned, oldest = scanned + 1, entry.id
-            if match.matches(entry):
-                found.append(entry)
-                if len(found) == count:
-                    return EntriesPage(tuple(found), None, oldest, scanned, oldest)
-        if len(items) < want:  # the stream's first entry was reached
-            return EntriesPage(tuple(found), None, None, scanned, oldest)
-        cursor = f"({oldest}"
-    return EntriesPage(tuple(found), None, oldest, scanned, oldest)

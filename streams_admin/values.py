@@ -193,7 +193,8 @@ class Entry:
     id: str
     fields: tuple[tuple[Value, Value], ...]  # in order, duplicates kept
     # A bounded read (streams.entry_slice) holds fields[first_field:] of field_count, and the
-    # entry's size in Redis; -1: `fields` is the whole entry.
+    # entry's size in Redis; -1: `fields` is the whole entry. A page's row (rows.RowFields)
+    # holds the first fields, and fields it looks for by name further on.
     first_field: int = 0
     field_count: int = -1
     stored_size: int = -1

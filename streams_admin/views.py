@@ -248,7 +248,7 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     page = None
     if key is not None:
         before = params.before_id(request.GET.get("before"))
-        page = streams.entries_page(key, size, before=f"({before}" if before else "+")
+        page = streams.dead_letters_page(key, size, before=f"({before}" if before else "+")
     context = {"queues": queues, "key": key, "page": page, "server": server,
                "pattern": pattern,
                "letters": [dead_letter(entry) for entry in page.entries] if page else []}

@@ -23,12 +23,14 @@ def metadata(fields: dict[bytes, bytes]) -> tuple[bytes | None, str | None, str]
     stream, raw_id = fields.get(b"original_stream"), fields.get(b"original_id")
     if not stream:
         return None, None, "no original_stream field: nowhere to re-drive it to"
+    if raw_id is None:  # written by hand, not by the bus: nothing to link, still re-drivable
+        return stream, None, ""
     try:
-        text_id = raw_id.decode("ascii") if raw_id is not None else None
+        text_id = raw_id.decode("ascii")
     except UnicodeDecodeError:
-        text_id = None
-    if text_id is None or id_parts(text_id) is None:
-        shown = names.show(raw_id)[:60] if raw_id is not None else "missing"
+        text_id = ""
+    if id_parts(text_id) is None:
+        shown = names.show(raw_id)[:60]
         return stream, None, f"malformed: original_id “{shown}” is not an entry ID"
     return stream, text_id, ""
 

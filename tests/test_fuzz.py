@@ -137,7 +137,9 @@ hostile_values = st.one_of(
                      "maxlen", "minid", "1", "on", "orders", "ship", "contains", "last",
                      "http://evil.example/", "//evil.example/", "/streams/orders/"]),
 )
-hostile_segments = {"name": hostile_names | st.text(max_size=20), "str": hostile_ids}
+hostile_segments = {"name": hostile_names | st.text(max_size=20), "str": hostile_ids,
+                    "int": st.sampled_from(["0", "1", "2", "3", str(2**64), "9" * 5000])
+                    | st.integers(0, 10**30).map(str)}
 # Streams with their groups and consumers, so most paths reach the view and not a 404.
 SCENES = [{"key": "orders", "group": "ship", "consumer": "c1"},
           {"key": "agent:stream:order.placed", "group": "workers", "consumer": "w1"},
@@ -147,7 +149,8 @@ SCENES = [{"key": "orders", "group": "ship", "consumer": "c1"},
 
 def form(route: str) -> st.SearchStrategy[dict]:
     """Parameters the route's view reads, mostly, and now and then any other."""
-    return st.dictionaries(st.sampled_from(ROUTES[route]) | st.sampled_from(PARAMS),
+    read = st.sampled_from(ROUTES[route]) if ROUTES[route] else st.nothing()  # none: a file
+    return st.dictionaries(read | st.sampled_from(PARAMS),
                            hostile_values | st.lists(hostile_values, min_size=1, max_size=3),
                            max_size=6)
 

@@ -171,7 +171,7 @@ def test_a_tail_from_0_0_starts_at_the_beginning() -> None:
 def test_deeply_nested_json_is_refused_with_a_message(browser, r, data) -> None:
     response = browser.post(reverse("streams_admin:publish"),
                             {"event_type": "x.made", "data": data}, follow=True)
-    assert response.status_code == 200
+    assert response.status_code == 400  # the form again, with what was typed
     assert "The data is nested deeper than 64 levels." in text(response)
     assert r.exists(b"agent:stream:x.made") == 0
 
@@ -244,7 +244,7 @@ def test_redriving_a_malformed_dead_letter_is_refused_clearly(browser, r, dead_l
     ids = [dead_letters["good"], dead_letters["slash"]]
     response = browser.post(reverse("streams_admin:redrive", args=[DLQ]), {"ids": ids},
                             follow=True)
-    assert (f"Re-drove 1 dead letter to their streams; refused 1 entry: {dead_letters['slash']}"
+    assert (f"Re-drove 1 dead letter to {S.decode()}; refused 1 entry: {dead_letters['slash']}"
             " (malformed: original_id “a/b” is not an entry ID).") in text(response)
     assert r.xlen(S) == 1 and r.xlen(DLQ) == 3  # the good one went back, the others stay
 

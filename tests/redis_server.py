@@ -30,11 +30,13 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="streams-admin-redis-"))
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []  # more redis-server arguments (a cluster node's)
 
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log")],
+             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log"),
+             *self.extra],
         )
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10

@@ -1,0 +1,93 @@
+"""A private Redis Cluster on free ports, for tests and benchmarks (never the user's Redis):
+3 primaries and 3 replicas, a short node timeout so a failover takes seconds, not minutes."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import redis
+
+from tests.redis_server import RedisServer, free_port
+
+NODE_TIMEOUT_MS = 2000
+
+
+class ClusterNode(RedisServer):
+    def start(self) -> ClusterNode:
+        self.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                      "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                      # A replica syncs at once (not after 5 s): one that never synced
+                      # would not take over from a primary killed early in a test.
+                      "--repl-diskless-sync-delay", "0"]
+        return super().start()  # type: ignore[return-value]
+
+
+class RedisCluster:
+    """Start, kill and stop the nodes of one cluster; `url` names one node, as a user would."""
+
+    def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
+        if shutil.which("redis-cli") is None:
+            raise RuntimeError("redis-cli is not installed (apt-get install redis-server)")
+        self.replicas = replicas
+        self.nodes = [ClusterNode(free_port()) for _ in range(primaries * (1 + replicas))]
+        self.url = self.nodes[0].url
+
+    def start(self, timeout: float = 30) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas",
+                        str(self.replicas), "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        self.wait_ok(timeout)
+        return self
+
+    def wait_ok(self, timeout: float = 30) -> None:
+        """Until every live node says cluster_state:ok and knows every slot, and every
+        replica has synced with its primary."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if all(self._ok(node) for node in self.nodes if node.process is not None):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the cluster did not become ok")
+            time.sleep(0.1)
+
+    @staticmethod
+    def _ok(node: RedisServer) -> bool:
+        client = redis.Redis.from_url(node.url, socket_timeout=1)
+        try:
+            info = client.cluster("info")
+            replication = client.info("replication")
+            return info.get("cluster_state") == "ok" and \
+                int(info.get("cluster_slots_ok", 0)) == 16384 and \
+                replication.get("master_link_status", "up") == "up"
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def client(self) -> redis.RedisCluster:
+        return redis.RedisCluster.from_url(self.url)
+
+    def primary_of(self, key: bytes | str) -> ClusterNode:
+        """The node that holds key now."""
+        cluster = self.client()
+        try:
+            node = cluster.get_node_from_key(key)
+            return next(n for n in self.nodes if n.port == node.port)
+        finally:
+            cluster.close()
+
+    def kill(self, node: ClusterNode) -> None:
+        """SIGKILL, as a crash: its replica takes over after NODE_TIMEOUT_MS."""
+        assert node.process is not None
+        node.process.kill()
+        node.process.wait(10)
+        node.process = None
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

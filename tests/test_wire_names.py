@@ -7,7 +7,12 @@ import ast
 import re
 from pathlib import Path
 
+from django.urls import reverse
+
+from streams_admin import demo
 from streams_admin.bus import wire
+from streams_admin.redis import client
+from tests.html import parse
 
 PACKAGE = Path(wire.__file__).resolve().parent.parent
 NAMES = {n.decode() for n in (*wire.ENVELOPE_FIELDS, wire.CORRELATION_ID,
@@ -84,3 +89,16 @@ def test_the_scan_sees_what_it_looks_for() -> None:
 def test_the_bus_imports_nothing_from_django() -> None:
     for path in sorted((PACKAGE / "bus").glob("*.py")):
         assert not re.search(r"^\s*(from|import) django", path.read_text(), re.M), path
+
+
+def test_the_dead_letter_page_shows_the_metadata_the_bus_writes(viewer_client, r) -> None:
+    # The page reads the metadata by the bus's names (DeadLetter), not by names of its own.
+    demo.seed(client())
+    dead = wire.dead_letter_key(demo.PREFIX, "document.processed")
+    page = viewer_client.get(reverse("streams_admin:dead-letters") + f"?key={dead}")
+    rows = [row for rows in parse(page.content).tables for row in rows[1:]]
+    letters = [row[1:] for row in rows if "max_deliveries" in row]
+    assert len(letters) == 5
+    assert {tuple(row[0:1]) + tuple(row[2:]) for row in letters} == {
+        ("document.processed", "analytics-group / analytics-1", "5", "max_deliveries",
+         "TimeoutError: parser timeout")}

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streams_admin import names
-from streams_admin.values import Entry, id_parts
+from streams_admin.bus import wire
+from streams_admin.values import Entry, Value, id_parts
 
 
 @dataclass(frozen=True)
@@ -16,13 +17,38 @@ class DeadLetter:
     original_id: str | None  # its ID there (links to it)
     problem: str  # why it cannot be re-driven; "" when it can
 
+    # The metadata the page shows, by the bus's names (the first field of each name).
+    @property
+    def event_type(self) -> Value | None:
+        return self.entry.field(wire.EVENT_TYPE)
+
+    @property
+    def group(self) -> Value | None:
+        return self.entry.field(wire.GROUP)
+
+    @property
+    def consumer(self) -> Value | None:
+        return self.entry.field(wire.CONSUMER)
+
+    @property
+    def deliveries(self) -> Value | None:
+        return self.entry.field(wire.DELIVERY_COUNT)
+
+    @property
+    def reason(self) -> Value | None:
+        return self.entry.field(wire.REASON)
+
+    @property
+    def error(self) -> Value | None:
+        return self.entry.field(wire.ERROR)
+
 
 def metadata(fields: dict[bytes, bytes]) -> tuple[bytes | None, str | None, str]:
     """(original stream, original ID, problem) from a dead letter's fields (the last of a
     name: an operator's move appends the metadata after the entry's own fields)."""
-    stream, raw_id = fields.get(b"original_stream"), fields.get(b"original_id")
+    stream, raw_id = fields.get(wire.ORIGINAL_STREAM), fields.get(wire.ORIGINAL_ID)
     if not stream:
-        return None, None, "no original_stream field: nowhere to re-drive it to"
+        return None, None, f"no {wire.name(wire.ORIGINAL_STREAM)} field: nowhere to re-drive it to"
     if raw_id is None:  # written by hand, not by the bus: nothing to link, still re-drivable
         return stream, None, ""
     try:
@@ -31,7 +57,8 @@ def metadata(fields: dict[bytes, bytes]) -> tuple[bytes | None, str | None, str]
         text_id = ""
     if id_parts(text_id) is None:
         shown = names.show(raw_id)[:60]
-        return stream, None, f"malformed: original_id “{shown}” is not an entry ID"
+        return stream, None, (f"malformed: {wire.name(wire.ORIGINAL_ID)} “{shown}” is not an "
+                              "entry ID")
     return stream, text_id, ""
 
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 
 import redis
 
+from streams_admin.bus import wire
+
 log = logging.getLogger(__name__)
 
 PREFIX = "agent:stream:"
@@ -24,12 +26,8 @@ BINARY_KEY = PREFIX.encode() + b"binary:\xff\xfe/\x00key"
 
 def envelope(event_type: str, data: dict, at_ms: int | None = None) -> dict[str, str]:
     moment = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms else datetime.now(UTC)
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_type": event_type,
-        "timestamp": moment.isoformat(),
-        "data": json.dumps(data),
-    }
+    values = (str(uuid.uuid4()), event_type, moment.isoformat(), json.dumps(data))
+    return {wire.name(n): v for n, v in zip(wire.ENVELOPE_FIELDS, values, strict=True)}
 
 
 def task(i: int) -> dict:
@@ -122,18 +120,18 @@ def seed(r: redis.Redis) -> list[str]:
 def _dead_letters(r: redis.Redis, key: str) -> list[str]:
     """What the bus's worker leaves after giving up on the failed documents: the entry's own
     fields plus why, as the bus writes them (the Dead letters screen re-drives them)."""
-    dead = PREFIX + "deadletter:document.processed"
+    dead = wire.dead_letter_key(PREFIX, "document.processed")
     if r.exists(dead):
         return []
     entries = [(entry_id, _as_dict(fields)) for entry_id, fields in r.xrange(key, count=100)]
     failed = [(entry_id, fields) for entry_id, fields in entries
-              if b'"failed"' in fields.get(b"data", b"")][:5]
+              if b'"failed"' in fields.get(wire.DATA, b"")][:5]
     for entry_id, fields in failed:
-        r.xadd(dead, {**fields, b"error": b"TimeoutError: parser timeout",
-                      b"reason": b"max_deliveries", b"delivery_count": b"5",
-                      b"original_stream": key.encode(), b"original_id": entry_id,
-                      b"group": b"analytics-group", b"consumer": b"analytics-1",
-                      b"dead_lettered_at": datetime.now(UTC).isoformat()})
+        r.xadd(dead, {**fields, wire.ERROR: b"TimeoutError: parser timeout",
+                      wire.REASON: b"max_deliveries", wire.DELIVERY_COUNT: b"5",
+                      wire.ORIGINAL_STREAM: key.encode(), wire.ORIGINAL_ID: entry_id,
+                      wire.GROUP: b"analytics-group", wire.CONSUMER: b"analytics-1",
+                      wire.DEAD_LETTERED_AT: datetime.now(UTC).isoformat()})
     return [dead] if failed else []
 
 
@@ -145,7 +143,7 @@ def _as_dict(fields: dict[bytes, bytes] | list[bytes]) -> dict[bytes, bytes]:
 
 
 def _responses(r: redis.Redis) -> list[str]:
-    key = PREFIX + "response:5f0c2a2e-demo"
+    key = wire.response_key(PREFIX, "5f0c2a2e-demo")
     if r.exists(key):
         return []
     r.xadd(key, envelope("response", {"result": {"doc_id": "doc-7", "chunks": 12},

@@ -17,12 +17,14 @@ from html import escape
 from django.urls import get_script_prefix, reverse
 
 from streams_admin import conf, names
+from streams_admin.bus import wire
 from streams_admin.values import ENVELOPE_FIELDS, Entry, Envelope, Value
 
 BINARY_BADGE = ('<span class="badge warn" title="Not printable UTF-8: bytes shown as \\x escapes">'
                 'binary</span> ')
 HEX_LIMIT = 4096
 PRETTY_LIMIT = 65536  # JSON data is pretty-printed in a row only when smaller (and in budget)
+_EVENT_ID = wire.name(wire.EVENT_ID)  # the tooltip of the event ID names its field
 
 
 _SPECIAL = re.compile("[&<>\"']")
@@ -161,7 +163,7 @@ def entry_row(key: bytes, e: Entry, limit: int, *, select: bool = False,
         return f'<tr data-id="{eid}">{"".join(cells)}</tr>'
     cells.append(f'<td class="small"><span class="badge" title="timestamp {_e(env.timestamp)}">'
                  f'{_e(env.event_type)}</span><br><span class="mono muted nowrap" '
-                 f'title="event_id">{_e(env.event_id)}</span></td>')
+                 f'title="{_EVENT_ID}">{_e(env.event_id)}</span></td>')
     shown, used = _row_data(env, budget, url)
     rest = e.other_fields
     left = Budget(budget.fields - len(ENVELOPE_FIELDS), budget.size - used, limit)

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 
 from streams_admin import conf
 from streams_admin.bounded import Fields, read_ranges
+from streams_admin.bus import wire
 from streams_admin.filters import EntryFilter
 from streams_admin.values import ENVELOPE_FIELDS, Entry, Value, human_bytes
 
 # The metadata the bus (bus/handling.py) and the dashboard's dead-letter action
 # (operations/pending.py) write, after the original fields, and the dead-letter page shows.
-DEAD_LETTER_FIELDS = frozenset((b"error", b"reason", b"delivery_count", b"original_stream",
-                                b"original_id", b"group", b"consumer", b"dead_lettered_at",
-                                b"event_type"))
+DEAD_LETTER_FIELDS = frozenset((*wire.DEAD_LETTER_FIELDS, wire.EVENT_TYPE))
 # Bytes kept of any name: one more than the longest name looked for, so a cut name is never
 # taken for one (a 17-byte "dead_lettered_atX" cut to 16 bytes would be).
 PEEK = 1 + max(len(name) for name in (*ENVELOPE_FIELDS, *DEAD_LETTER_FIELDS))
@@ -83,7 +82,7 @@ class RowFields:
         raw = name.raw
         if name.cut or raw in self.seen:
             return 0
-        envelope = (self.data_bytes if raw == b"data" else max(TEXT_BYTES, self.most)) \
+        envelope = (self.data_bytes if raw == wire.DATA else max(TEXT_BYTES, self.most)) \
             if within and raw in ENVELOPE_FIELDS else 0
         return max(envelope, TEXT_BYTES if raw in self.named else 0)
 

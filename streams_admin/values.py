@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 
 from streams_admin import names
+from streams_admin.bus import wire
 
-ENVELOPE_FIELDS = (b"event_id", b"event_type", b"timestamp", b"data")
+ENVELOPE_FIELDS = wire.ENVELOPE_FIELDS
 # [0-9], not \d (which takes any Unicode digit), and \Z, not $ (which matches before a final
 # newline): Redis takes exactly this, each part at most MAX_ID_PART.
 ID_RE = re.compile(r"\A[0-9]{1,20}(?:-[0-9]{1,20})?\Z")
@@ -183,7 +184,7 @@ class Envelope:
     @property
     def response_stream(self) -> str | None:
         if isinstance(self.data_json, dict):
-            stream = self.data_json.get("response_stream")
+            stream = self.data_json.get(wire.RESPONSE_STREAM)
             return stream if isinstance(stream, str) else None
         return None
 
@@ -219,6 +220,10 @@ class Entry:
         return (self.first_field == 0 and self.total_fields == len(self.fields)
                 and not any(name.cut or value.cut for name, value in self.fields))
 
+    def field(self, name: bytes) -> Value | None:
+        """The first field of that name (the bus's dead-letter metadata, say), or None."""
+        return next((value for key, value in self.fields if key.raw == name), None)
+
     @cached_property
     def envelope(self) -> Envelope | None:
         by_name: dict[bytes, Value] = {}
@@ -228,13 +233,13 @@ class Entry:
         if self.first_field or not all(field in by_name for field in ENVELOPE_FIELDS):
             return None
         texts = [by_name[f].preview(1024) for f in ENVELOPE_FIELDS[:3]]
-        return Envelope(*texts, data=by_name[b"data"])
+        return Envelope(*texts, data=by_name[wire.DATA])
 
     @property
     def data_position(self) -> int:
         """The position of the field the envelope's data comes from."""
         return next(self.first_field + i for i, (name, _) in enumerate(self.fields)
-                    if name.raw == b"data" and not name.cut)
+                    if name.raw == wire.DATA and not name.cut)
 
     @property
     def other_fields(self) -> tuple[tuple[Value, Value], ...]:

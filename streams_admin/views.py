@@ -20,6 +20,7 @@ from django_htmx.middleware import HtmxDetails
 
 from streams_admin import conf, html, names, params, pending, permissions, streams
 from streams_admin import overview as overview_model
+from streams_admin.bus import wire
 from streams_admin.dead_letters import dead_letter
 from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
@@ -235,7 +236,7 @@ def firehose(request: HtmxHttpRequest) -> HttpResponse:
 def dead_letters(request: HttpRequest) -> HttpResponse:
     """The bus's dead-letter streams, and the entries of one, newest first."""
     server = streams.server()
-    pattern = conf.get("BUS_PREFIX") + "deadletter:*"
+    pattern = wire.dead_letter_pattern(conf.get("BUS_PREFIX"))
     keys, _ = streams.scan_streams(pattern, conf.get("MAX_STREAMS"))
     keys = sorted(key for key in keys if names.in_scope(key))
     queues = [info for info in streams.stream_infos(keys, server) if info is not None]

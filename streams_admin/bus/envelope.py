@@ -16,8 +16,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-RESPONSE = "response:"
-DEADLETTER = "deadletter:"
+from streams_admin.bus import wire
+from streams_admin.bus.wire import RESPONSE
+
+# The envelope's field names as text: the keys of the dict `encode` returns.
+_EVENT_ID, _EVENT_TYPE, _TIMESTAMP, _DATA, _CORRELATION_ID = (
+    wire.name(n) for n in (*wire.ENVELOPE_FIELDS, wire.CORRELATION_ID))
 
 Fields = dict[bytes, bytes]
 
@@ -50,7 +54,7 @@ class Envelope:
 
     @property
     def response_stream(self) -> str | None:
-        value = self.data.get("response_stream") if isinstance(self.data, dict) else None
+        value = self.data.get(wire.RESPONSE_STREAM) if isinstance(self.data, dict) else None
         return value if isinstance(value, str) else None
 
 
@@ -88,13 +92,13 @@ def encode(
 ) -> dict[str, str]:
     """The stream entry for one event. json.dumps fails here, in the caller, not in Redis."""
     fields = {
-        "event_id": event_id or new_event_id(),
-        "event_type": event_type,
-        "timestamp": now_iso(),
-        "data": _dumps(data),
+        _EVENT_ID: event_id or new_event_id(),
+        _EVENT_TYPE: event_type,
+        _TIMESTAMP: now_iso(),
+        _DATA: _dumps(data),
     }
     if correlation_id is not None:
-        fields["correlation_id"] = correlation_id
+        fields[_CORRELATION_ID] = correlation_id
     return fields
 
 
@@ -105,7 +109,7 @@ def decode(stream: str, entry_id: str, raw: Any, delivery_count: int = 1) -> Env
     fields as `data`, so a handler can still look at it.
     """
     raw = _as_bytes(raw or {})
-    data_field = raw.get(b"data")
+    data_field = raw.get(wire.DATA)
     if data_field is None:
         data: Any = {text(k): text(v) for k, v in raw.items()}
     else:
@@ -113,11 +117,11 @@ def decode(stream: str, entry_id: str, raw: Any, delivery_count: int = 1) -> Env
             data = json.loads(data_field)
         except ValueError as error:
             raise MalformedEntry(f"data is not JSON: {error}") from None
-    correlation_id = raw.get(b"correlation_id")
+    correlation_id = raw.get(wire.CORRELATION_ID)
     return Envelope(
-        event_id=_field(raw, b"event_id") or entry_id,
-        event_type=_field(raw, b"event_type"),
-        timestamp=_field(raw, b"timestamp"),
+        event_id=_field(raw, wire.EVENT_ID) or entry_id,
+        event_type=_field(raw, wire.EVENT_TYPE),
+        timestamp=_field(raw, wire.TIMESTAMP),
         data=data,
         stream=stream,
         entry_id=entry_id,
@@ -157,27 +161,21 @@ class Keys:
     prefix: str
 
     def stream(self, event_type: str) -> str:
-        return f"{self.prefix}{event_type}"
+        return wire.stream_key(self.prefix, event_type)
 
     def response(self, correlation_id: str) -> str:
-        return f"{self.prefix}{RESPONSE}{correlation_id}"
+        return wire.response_key(self.prefix, correlation_id)
 
     def is_response(self, key: str) -> bool:
         # Replies only go to response streams: an event must not make us write to any key.
         return key.startswith(self.prefix + RESPONSE) and len(key) > len(self.prefix + RESPONSE)
 
     def deadletter(self, event_type: str) -> str:
-        return f"{self.prefix}{DEADLETTER}{event_type}"
+        return wire.dead_letter_key(self.prefix, event_type)
 
     def event_type(self, stream: str) -> str:
         return stream[len(self.prefix):] if stream.startswith(self.prefix) else stream
 
     def done(self, group: str, event_type: str, event_id: str) -> str:
-        """The idempotency marker of one event in one group.
-
-        A string key, so it stays out of the streams' namespace: `agent:stream:*` lists streams
-        only, `agent:idempotency:*` holds the markers.
-        """
-        base = self.prefix.removesuffix("stream:") if self.prefix.endswith(":stream:") else (
-            self.prefix)
-        return f"{base}idempotency:{group}:{event_type}:{event_id}"
+        """The idempotency marker of one event in one group (see wire.idempotency_key)."""
+        return wire.idempotency_key(self.prefix, group, event_type, event_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from streams_admin.bus import wire
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
@@ -160,15 +161,15 @@ class Handling:
                     reason: str) -> Outcome:
         record: dict[bytes | str, bytes | str] = dict(fields or {})
         record.update({
-            b"error": f"{type(error).__name__}: {error}", b"reason": reason,
-            b"delivery_count": str(deliveries), b"original_stream": stream,
-            b"original_id": entry_id, b"group": self.group, b"consumer": self.consumer,
-            b"dead_lettered_at": now_iso(),
+            wire.ERROR: f"{type(error).__name__}: {error}", wire.REASON: reason,
+            wire.DELIVERY_COUNT: str(deliveries), wire.ORIGINAL_STREAM: stream,
+            wire.ORIGINAL_ID: entry_id, wire.GROUP: self.group, wire.CONSUMER: self.consumer,
+            wire.DEAD_LETTERED_AT: now_iso(),
         })
         child(self.metrics.dead_lettered, sub.event_type, reason).inc()
         log.error("dead-lettered %s %s after %d deliveries (%s): %s", stream, entry_id,
                   deliveries, reason, error,
-                  extra={"event_id": _text(fields, b"event_id"), "entry_id": entry_id})
+                  extra={"event_id": _text(fields, wire.EVENT_ID), "entry_id": entry_id})
         ops: list[Command] = [xadd(self.keys.deadletter(sub.event_type), record)]
         return self._commit(stream, entry_id, ops)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from streams_admin.bus import wire
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, text, time_to_id
 
 log = logging.getLogger("streams_admin.bus")
@@ -34,8 +35,8 @@ def _envelope(stream: str, entry_id: str, fields: Any) -> Envelope:
         return decode(stream, entry_id, fields)
     except MalformedEntry:
         # History shows what is there: a non-JSON `data` stays a string.
-        envelope = decode(stream, entry_id, {k: v for k, v in fields.items() if k != b"data"})
-        return dataclasses.replace(envelope, data=text(fields[b"data"]), raw=fields)
+        envelope = decode(stream, entry_id, {k: v for k, v in fields.items() if k != wire.DATA})
+        return dataclasses.replace(envelope, data=text(fields[wire.DATA]), raw=fields)
 
 
 async def iter_history(client: aioredis.Redis, keys: Keys, event_type: str, start: str = "-",

@@ -6,10 +6,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from streams_admin.bus import wire
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Keys, encode
 from streams_admin.bus.metrics import BusMetrics, child
+
+_EVENT_ID = wire.name(wire.EVENT_ID)  # a key of the dict envelope.encode returns
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Publisher:
         if isinstance(result, Exception):
             raise result
         child(self.metrics.published, event_type).inc()
-        return fields["event_id"]
+        return fields[_EVENT_ID]
 
     async def publish_many(self, events: Iterable[tuple[str, Any]], *,
                            correlation_id: str | None = None,
@@ -42,7 +45,7 @@ class Publisher:
             raise errors[0]
         for event_type, _ in encoded:
             child(self.metrics.published, event_type).inc()
-        return [fields["event_id"] for _, fields in encoded]
+        return [fields[_EVENT_ID] for _, fields in encoded]
 
     def _xadd(self, event_type: str, fields: dict[str, str], maxlen: int | None) -> Command:
         return xadd(self.keys.stream(event_type), fields, maxlen or self.config.maxlen)

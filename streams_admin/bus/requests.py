@@ -21,7 +21,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from streams_admin.bus import coalesce
+from streams_admin.bus import coalesce, wire
 from streams_admin.bus.coalesce import Coalescer, Command
 from streams_admin.bus.envelope import Keys, new_event_id, text
 from streams_admin.bus.publisher import Publisher
@@ -40,7 +40,7 @@ async def request(publisher: Publisher, replies: aioredis.Redis, keys: Keys, eve
     deadline = asyncio.get_running_loop().time() + timeout
     reply, deleted = None, False
     try:
-        await publisher.publish(event_type, {**data, "response_stream": stream},
+        await publisher.publish(event_type, {**data, wire.RESPONSE_STREAM: stream},
                                 event_id=correlation_id)
         reply, deleted = await _wait(replies, publisher.pipeline, stream, deadline)
     finally:
@@ -116,5 +116,6 @@ def _data(reply: Any) -> Any | None:
     for entries in streams:
         for _, flat in entries:
             fields = {text(k): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
-            return json.loads(fields["data"]) if "data" in fields else None
+            data = fields.get(wire.name(wire.DATA))
+            return None if data is None else json.loads(data)
     return None

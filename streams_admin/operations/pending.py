@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from streams_admin import conf, names
+from streams_admin.bus import wire
 from streams_admin.operations import (
     ActionError,
     Actor,
@@ -177,12 +178,13 @@ def requeue(actor: Actor, key: bytes, group: bytes, ids: list[str], confirm: str
 
 
 def dead_letter_key(key: bytes, fields: dict[bytes, bytes]) -> bytes:
-    """Where the bus puts an event's dead letters: {prefix}deadletter:{event_type}."""
+    """Where the bus puts an event's dead letters (wire.dead_letter_key): by the entry's
+    event_type, else by its stream's name after the prefix. Names may be any bytes."""
     prefix = conf.get("BUS_PREFIX").encode()
-    event_type = fields.get(b"event_type")
+    event_type = fields.get(wire.EVENT_TYPE)
     if not event_type:
         event_type = key[len(prefix):] if key.startswith(prefix) else key
-    return prefix + b"deadletter:" + event_type
+    return prefix + wire.DEADLETTER.encode() + event_type
 
 
 def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
@@ -202,9 +204,9 @@ def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
         for entry_id, entry in entries.items():
             fields = {n.raw: v.raw for n, v in entry.fields} if entry else {}
             metadata = [
-                b"error", f"moved by {who} from the dashboard: {reason or 'no reason given'}",
-                b"reason", b"operator", b"original_stream", key, b"original_id", entry_id,
-                b"group", group, b"dead_lettered_at", datetime.now(UTC).isoformat(),
+                wire.ERROR, f"moved by {who} from the dashboard: {reason or 'no reason given'}",
+                wire.REASON, b"operator", wire.ORIGINAL_STREAM, key, wire.ORIGINAL_ID, entry_id,
+                wire.GROUP, group, wire.DEAD_LETTERED_AT, datetime.now(UTC).isoformat(),
             ]
             answer = run(keys=[key, dead_letter_key(key, fields)],
                          args=[group, entry_id, *metadata])

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from string import Template
+
 from redis.commands.core import Script
 
+from streams_admin.bus import wire
 from streams_admin.redis import client
+
+# The wire names the scripts write, substituted into their source as $names (Lua has no $).
+NAMES = {wire.name(n): wire.name(n) for n in (
+    wire.REQUEUED_FROM, wire.REQUEUE_COUNT, wire.DELIVERY_COUNT, wire.CONSUMER, wire.DATA)}
 
 # KEYS: stream. ARGV: group, id, then extra field/value pairs.
 # Copies a still-pending entry to the stream's end and acks the original, in one step:
 # 0 when it is no longer pending (acked or claimed meanwhile), -1 when its data is gone.
-REQUEUE = """
+REQUEUE = Template("""
 local pending = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if #pending == 0 then return 0 end
 local found = redis.call("XRANGE", KEYS[1], ARGV[2], ARGV[2])
@@ -17,41 +24,41 @@ if #found == 0 then return -1 end
 local fields, count = {}, 1
 for i = 1, #found[1][2], 2 do
   local name = found[1][2][i]
-  if name == "requeued_from" then
-  elseif name == "requeue_count" then count = (tonumber(found[1][2][i + 1]) or 0) + 1
+  if name == "$requeued_from" then
+  elseif name == "$requeue_count" then count = (tonumber(found[1][2][i + 1]) or 0) + 1
   else
     fields[#fields + 1] = name
     fields[#fields + 1] = found[1][2][i + 1]
   end
 end
-fields[#fields + 1] = "requeued_from"; fields[#fields + 1] = ARGV[2]
-fields[#fields + 1] = "requeue_count"; fields[#fields + 1] = tostring(count)
+fields[#fields + 1] = "$requeued_from"; fields[#fields + 1] = ARGV[2]
+fields[#fields + 1] = "$requeue_count"; fields[#fields + 1] = tostring(count)
 local new_id = redis.call("XADD", KEYS[1], "*", unpack(fields))
 redis.call("XACK", KEYS[1], ARGV[1], ARGV[2])
 return new_id
-"""
+""").substitute(NAMES)
 
 # KEYS: stream, dead-letter stream. ARGV: group, id, then metadata field/value pairs.
 # Moves a still-pending entry (its fields, the metadata, its delivery count and consumer) to
 # the dead-letter stream and acks it, in one step. Same 0 / -1 answers as REQUEUE.
-DEAD_LETTER = """
+DEAD_LETTER = Template("""
 local pending = redis.call("XPENDING", KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if #pending == 0 then return 0 end
 local found = redis.call("XRANGE", KEYS[1], ARGV[2], ARGV[2])
 if #found == 0 then return -1 end
 local fields = found[1][2]
 for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-fields[#fields + 1] = "delivery_count"; fields[#fields + 1] = tostring(pending[1][4])
-fields[#fields + 1] = "consumer"; fields[#fields + 1] = pending[1][2]
+fields[#fields + 1] = "$delivery_count"; fields[#fields + 1] = tostring(pending[1][4])
+fields[#fields + 1] = "$consumer"; fields[#fields + 1] = pending[1][2]
 local new_id = redis.call("XADD", KEYS[2], "*", unpack(fields))
 redis.call("XACK", KEYS[1], ARGV[1], ARGV[2])
 return new_id
-"""
+""").substitute(NAMES)
 
 # KEYS: dead-letter stream, original stream. ARGV: dead-letter entry id, then the names of
 # the metadata fields to leave out. Puts the original fields back and deletes the dead
 # letter, in one step: 0 when the dead letter is gone (re-driven meanwhile).
-REDRIVE = """
+REDRIVE = Template("""
 local found = redis.call("XRANGE", KEYS[1], ARGV[1], ARGV[1])
 if #found == 0 then return 0 end
 local skip = {}
@@ -63,11 +70,11 @@ for i = 1, #found[1][2], 2 do
     fields[#fields + 1] = found[1][2][i + 1]
   end
 end
-if #fields == 0 then fields = {"data", "null"} end
+if #fields == 0 then fields = {"$data", "null"} end
 local new_id = redis.call("XADD", KEYS[2], "*", unpack(fields))
 redis.call("XDEL", KEYS[1], ARGV[1])
 return new_id
-"""
+""").substitute(NAMES)
 
 # KEYS: stream. ARGV: command (XRANGE, XREVRANGE or XPENDING), from, to (Redis range bounds,
 # in the command's order), most entries, most microseconds, group (XPENDING only).

@@ -6,9 +6,8 @@ import time
 from dataclasses import dataclass
 
 from streams_admin import conf, names, params
-from streams_admin.bus import BusConfig, envelope
+from streams_admin.bus import BusConfig, envelope, wire
 from streams_admin.bus.coalesce import xadd
-from streams_admin.bus.envelope import Keys
 from streams_admin.dead_letters import metadata
 from streams_admin.operations import (
     ActionError,
@@ -24,9 +23,6 @@ from streams_admin.operations.scripts import REDRIVE, script
 from streams_admin.redis import client
 from streams_admin.streams import true_lag
 from streams_admin.values import id_key, id_parts, text_id
-
-DEAD_LETTER_FIELDS = (b"error", b"reason", b"delivery_count", b"original_stream",
-                      b"original_id", b"group", b"consumer", b"dead_lettered_at")
 
 
 @dataclass(frozen=True)
@@ -274,7 +270,7 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
     """Publish the bus's envelope to the bus's stream for the type, so the entry is exactly
     what services publish."""
     prefix = conf.get("BUS_PREFIX")
-    key = f"{prefix}{event_type.strip()}".encode()
+    key = wire.stream_key(prefix, event_type.strip()).encode()
 
     def work() -> Outcome:
         if not event_type.strip():
@@ -290,10 +286,10 @@ def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Ou
         config = BusConfig.build(prefix=prefix)
         # Through the dashboard's own client, not an EventBus: its fast timeouts and pool,
         # where the bus would keep retrying a Redis that is down for publish_retry_s (10 s).
-        client().execute_command(*xadd(Keys(prefix).stream(event_type.strip()), fields,
-                                       config.maxlen))
-        return Outcome(True, f"Published {event_type.strip()} event {fields['event_id']}.", 1,
-                       details={"event_id": fields["event_id"], "stream": names.to_token(key)})
+        client().execute_command(*xadd(key, fields, config.maxlen))
+        event_id = fields[wire.name(wire.EVENT_ID)]
+        return Outcome(True, f"Published {event_type.strip()} event {event_id}.", 1,
+                       details={"event_id": event_id, "stream": names.to_token(key)})
 
     return audited(actor, "publish", key, work,
                    arguments={"event_type": event_type, "correlation_id": correlation_id})
@@ -332,7 +328,7 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
                 skipped += 1
             elif not names.in_scope(original):
                 _tally(refused, original)
-            elif run(keys=[key, original], args=[entry_id, *DEAD_LETTER_FIELDS]):
+            elif run(keys=[key, original], args=[entry_id, *wire.DEAD_LETTER_FIELDS]):
                 moved.append(entry_id)
                 _tally(targets, original)
             else:

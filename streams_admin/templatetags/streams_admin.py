@@ -64,13 +64,6 @@ def query(context: template.Context, **changes: object) -> str:
     return "?" + params.urlencode() if params else "?"
 
 
-@register.filter
-def field(entry: Entry, name: str) -> Value | None:
-    """The first field of that name (the bus's dead-letter metadata, say), or None."""
-    wanted = name.encode()
-    return next((value for key, value in entry.fields if key.raw == wanted), None)
-
-
 # Entries are written by streams_admin.html (shared with the live tail, which needs the speed);
 # it escapes everything that comes from Redis, so marking its output safe is sound
 # (tests/test_values.py feeds it hostile bytes in every field).

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_POST
 from streams_admin import conf, names, params, permissions
 from streams_admin.models import AuditEntry
 from streams_admin.operations import Actor, Outcome
+from streams_admin.operations import deadletters as dead_letter_ops
 from streams_admin.operations import groups as group_ops
 from streams_admin.operations import pending as pending_ops
 from streams_admin.operations import streams as stream_ops
@@ -226,9 +227,9 @@ def create_consumer(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
 @action("redrive", OPERATE)
 def redrive(request: HttpRequest, key: bytes) -> Outcome:
     if request.POST.get("all"):
-        return stream_ops.redrive_all(actor(request), key,
+        return dead_letter_ops.redrive_all(actor(request), key,
                                       params.entry_id(request.POST.get("after")))
-    return stream_ops.redrive(actor(request), key, selected(request))
+    return dead_letter_ops.redrive(actor(request), key, selected(request))
 
 
 # -- destructive (admin) ----------------------------------------------------------------

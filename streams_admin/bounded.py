@@ -20,7 +20,7 @@ from typing import Protocol
 
 import redis
 
-from streams_admin.redis import REDIRECTS, by_node, node_client, refresh_slots
+from streams_admin.redis import REDIRECTS, by_node, node_at, node_client, refresh_slots
 
 CHUNK = 64 * 1024
 
@@ -225,31 +225,66 @@ ID_BYTES = 64  # more than any entry ID: what XINFO STREAM keeps of its entries'
 
 def xinfo_streams(keys: list[bytes]) -> list[tuple[object, object]]:
     """XINFO STREAM (its first and last entries cut to ID_BYTES a string) and XINFO GROUPS of
-    each key in one round trip, as redis-py parses them; an error reply is an exception."""
-
-    count = 0  # commands of the node being read
-
-    def read(reply: _Reply) -> list[object]:
-        out: list[object] = []
-        for i in range(count):
-            try:
-                raw = reply.any(ID_BYTES if i % 2 == 0 else 1 << 30)
-                out.append(_as_dict(raw) if i % 2 == 0 else [_as_dict(g) for g in raw])
-            except redis.ResponseError as exc:
-                if str(exc).startswith(REDIRECTS):
-                    raise  # not the key's answer: _call gives the banner
-                out.append(exc)
-        return out
-
+    each key in one round trip per node, as redis-py parses them; an error reply is an
+    exception. A key a cluster is moving is asked again where it went (ASK: once, with
+    ASKING; MOVED: by a new slot map); still moving, it gives the banner."""
     pairs: list[tuple[object, object]] = [(None, None)] * len(keys)
-    for node, positions in by_node(keys):  # one round trip per node
-        commands = [c for i in positions
-                    for c in (("XINFO", "STREAM", keys[i]), ("XINFO", "GROUPS", keys[i]))]
-        count = len(commands)
-        flat = _call(commands, read, node)
-        for n, i in enumerate(positions):
-            pairs[i] = (flat[2 * n], flat[2 * n + 1])  # type: ignore[index]
-    return pairs
+    todo = [(node, positions, False) for node, positions in by_node(keys)]
+    for _ in range(2):
+        moving: list[tuple[int, str]] = []
+        for node, positions, asking in todo:
+            commands = [c for i in positions for kind in ("STREAM", "GROUPS")
+                        for c in ([("ASKING",)] if asking else []) + [("XINFO", kind, keys[i])]]
+            flat = _call(commands, lambda reply, c=commands: _read_infos(reply, c), node)
+            for n, i in enumerate(positions):
+                pair = (flat[2 * n], flat[2 * n + 1])  # type: ignore[index]
+                redirect = next((str(x) for x in pair if isinstance(x, _Redirect)), None)
+                if redirect is None:
+                    pairs[i] = pair
+                else:
+                    moving.append((i, redirect))
+        if not moving:
+            return pairs
+        todo = _again(keys, moving)
+    raise redis.ConnectionError("The cluster is moving these streams: try again")
+
+
+class _Redirect(redis.ResponseError):
+    """MOVED, ASK, TRYAGAIN or CLUSTERDOWN: not the key's answer."""
+
+
+def _read_infos(reply: _Reply, commands: list[tuple[object, ...]]) -> list[object]:
+    out: list[object] = []
+    for command in commands:
+        if command[0] == "ASKING":
+            reply.any(0)  # +OK
+            continue
+        stream = command[1] == "STREAM"
+        try:
+            raw = reply.any(ID_BYTES if stream else 1 << 30)
+            out.append(_as_dict(raw) if stream else [_as_dict(g) for g in raw])
+        except redis.ResponseError as exc:
+            redirect = str(exc).startswith(REDIRECTS)
+            out.append(_Redirect(str(exc)) if redirect else exc)
+    return out
+
+
+def _again(keys: list[bytes], moving: list[tuple[int, str]]
+           ) -> list[tuple[redis.Redis, list[int], bool]]:
+    """Where to ask the keys a node redirected: the node an ASK names, or by a new slot map."""
+    asked: dict[str, list[int]] = {}
+    moved: list[int] = []
+    for i, error in moving:
+        if error.startswith("ASK "):
+            asked.setdefault(error.split()[2], []).append(i)
+        else:
+            moved.append(i)
+    todo = [(node_at(address), positions, True) for address, positions in asked.items()]
+    if moved:
+        refresh_slots()
+        todo += [(node, [moved[j] for j in positions], False)
+                 for node, positions in by_node([keys[i] for i in moved])]
+    return todo
 
 
 def _as_dict(flat: object) -> dict[str, object]:

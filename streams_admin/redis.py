@@ -99,6 +99,16 @@ def by_node(keys: list[bytes]) -> list[tuple[redis.Redis, list[int]]]:
             for name, positions in groups.items()]
 
 
+def node_at(address: str) -> redis.Redis:
+    """The plain client of the cluster's node at host:port (an ASK names it)."""
+    r = client()
+    host, port = address.rsplit(":", 1)
+    node = r.get_node(host=host, port=int(port)) if isinstance(r, redis.RedisCluster) else None
+    if node is None:
+        raise redis.ConnectionError(f"No known cluster node at {address}")
+    return r.get_redis_connection(node)
+
+
 def node_name(key: bytes) -> str:
     """host:port of the node holding key by the cached slot map; "" when not a cluster."""
     r = client()
@@ -127,11 +137,11 @@ def async_client(block_seconds: float = 0) -> redis.asyncio.Redis:
     """A new async client; a blocking read may wait block_seconds on top of the timeout."""
     options = _options()
     options["socket_timeout"] = conf.get("SOCKET_TIMEOUT") + block_seconds
-    url = conf.redis_url()
-    kind = redis.asyncio.RedisCluster if _clustered(url) else redis.asyncio.Redis
-    r = kind.from_url(url, **options)
+    # On a cluster this is still the named node's client: the live tail and counts read many
+    # keys in one XREAD / pipeline, which needs them grouped by node first (not done yet).
+    r = redis.asyncio.Redis.from_url(conf.redis_url(), **options)
     _keep_pairs(r)
-    return r  # type: ignore[return-value]
+    return r
 
 
 @receiver(setting_changed)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import redis
 
-from streams_admin.redis import client
+from streams_admin.redis import REDIRECTS, by_node, node_at, node_client, refresh_slots
 
 CHUNK = 64 * 1024
 
@@ -127,16 +127,31 @@ class _Reply:
 Keep = Callable[[int, int], int]  # (item position, its length) -> bytes to keep of it
 
 
-def _call(commands: list[tuple[object, ...]], read: Callable[[_Reply], object]) -> object:
-    """Send commands on a pooled connection, and read their replies with `read`."""
-    pool = client().connection_pool
-    conn = pool.get_connection()
+def _call(commands: list[tuple[object, ...]], read: Callable[[_Reply], object],
+          node: redis.Redis) -> object:
+    """Send commands on a pooled connection of `node`, and read their replies with `read`.
+
+    On a cluster the node is the one holding the key by the cached slot map: one that fails,
+    or says the key moved, has the slot map read again and gives the banner this time."""
+    pool = node.connection_pool
+    try:
+        conn = pool.get_connection()
+    except redis.ConnectionError:
+        refresh_slots()
+        raise
     try:
         conn.send_packed_command(conn.pack_commands(commands))
         return read(_Reply(conn._get_socket()))  # noqa: SLF001 (see the docstring)
-    except OSError as exc:  # socket.timeout included: Redis down or slow gives the banner
+    except (OSError, redis.ConnectionError) as exc:  # a timeout too: the banner
         conn.disconnect()
+        refresh_slots()
         raise redis.ConnectionError(f"Error while reading from Redis: {exc}") from exc
+    except redis.ResponseError as exc:
+        conn.disconnect()
+        if str(exc).startswith(REDIRECTS):
+            refresh_slots()
+            raise redis.ConnectionError(f"The cluster is moving this key: {exc}") from exc
+        raise
     except BaseException:
         conn.disconnect()  # a reply half read: the connection cannot be used again
         raise
@@ -156,7 +171,8 @@ def read_entry(key: bytes, entry_id: str, keep: Keep) -> list[tuple[bytearray, i
         count = max(0, reply.header()[1])
         return [reply.bulk(_keep_size(reply, keep, i)) for i in range(count)]
 
-    return _call([("XRANGE", key, entry_id, entry_id, "COUNT", 1)], read)  # type: ignore[return-value]
+    return _call([("XRANGE", key, entry_id, entry_id, "COUNT", 1)], read,  # type: ignore[return-value]
+                 node_client(key))
 
 
 class Fields(Protocol):
@@ -201,7 +217,7 @@ def read_ranges(commands: list[tuple[object, ...]], start: Callable[[int, str, i
                     raise _Stop
 
     with contextlib.suppress(_Stop):  # _call dropped the connection, with the rest of the reply
-        _call(commands, read)
+        _call(commands, read, node_client(commands[0][1]))  # type: ignore[arg-type] (one key)
 
 
 ID_BYTES = 64  # more than any entry ID: what XINFO STREAM keeps of its entries' bulk strings
@@ -209,21 +225,66 @@ ID_BYTES = 64  # more than any entry ID: what XINFO STREAM keeps of its entries'
 
 def xinfo_streams(keys: list[bytes]) -> list[tuple[object, object]]:
     """XINFO STREAM (its first and last entries cut to ID_BYTES a string) and XINFO GROUPS of
-    each key in one round trip, as redis-py parses them; an error reply is an exception."""
+    each key in one round trip per node, as redis-py parses them; an error reply is an
+    exception. A key a cluster is moving is asked again where it went (ASK: once, with
+    ASKING; MOVED: by a new slot map); still moving, it gives the banner."""
+    pairs: list[tuple[object, object]] = [(None, None)] * len(keys)
+    todo = [(node, positions, False) for node, positions in by_node(keys)]
+    for _ in range(2):
+        moving: list[tuple[int, str]] = []
+        for node, positions, asking in todo:
+            commands = [c for i in positions for kind in ("STREAM", "GROUPS")
+                        for c in ([("ASKING",)] if asking else []) + [("XINFO", kind, keys[i])]]
+            flat = _call(commands, lambda reply, c=commands: _read_infos(reply, c), node)
+            for n, i in enumerate(positions):
+                pair = (flat[2 * n], flat[2 * n + 1])  # type: ignore[index]
+                redirect = next((str(x) for x in pair if isinstance(x, _Redirect)), None)
+                if redirect is None:
+                    pairs[i] = pair
+                else:
+                    moving.append((i, redirect))
+        if not moving:
+            return pairs
+        todo = _again(keys, moving)
+    raise redis.ConnectionError("The cluster is moving these streams: try again")
 
-    def read(reply: _Reply) -> list[object]:
-        out: list[object] = []
-        for i in range(2 * len(keys)):
-            try:
-                raw = reply.any(ID_BYTES if i % 2 == 0 else 1 << 30)
-                out.append(_as_dict(raw) if i % 2 == 0 else [_as_dict(g) for g in raw])
-            except redis.ResponseError as exc:
-                out.append(exc)
-        return out
 
-    commands = [c for key in keys for c in (("XINFO", "STREAM", key), ("XINFO", "GROUPS", key))]
-    flat = _call(commands, read)
-    return list(zip(flat[::2], flat[1::2], strict=True))  # type: ignore[index]
+class _Redirect(redis.ResponseError):
+    """MOVED, ASK, TRYAGAIN or CLUSTERDOWN: not the key's answer."""
+
+
+def _read_infos(reply: _Reply, commands: list[tuple[object, ...]]) -> list[object]:
+    out: list[object] = []
+    for command in commands:
+        if command[0] == "ASKING":
+            reply.any(0)  # +OK
+            continue
+        stream = command[1] == "STREAM"
+        try:
+            raw = reply.any(ID_BYTES if stream else 1 << 30)
+            out.append(_as_dict(raw) if stream else [_as_dict(g) for g in raw])
+        except redis.ResponseError as exc:
+            redirect = str(exc).startswith(REDIRECTS)
+            out.append(_Redirect(str(exc)) if redirect else exc)
+    return out
+
+
+def _again(keys: list[bytes], moving: list[tuple[int, str]]
+           ) -> list[tuple[redis.Redis, list[int], bool]]:
+    """Where to ask the keys a node redirected: the node an ASK names, or by a new slot map."""
+    asked: dict[str, list[int]] = {}
+    moved: list[int] = []
+    for i, error in moving:
+        if error.startswith("ASK "):
+            asked.setdefault(error.split()[2], []).append(i)
+        else:
+            moved.append(i)
+    todo = [(node_at(address), positions, True) for address, positions in asked.items()]
+    if moved:
+        refresh_slots()
+        todo += [(node, [moved[j] for j in positions], False)
+                 for node, positions in by_node([keys[i] for i in moved])]
+    return todo
 
 
 def _as_dict(flat: object) -> dict[str, object]:

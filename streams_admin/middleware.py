@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import redis
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+
+from streams_admin.redis import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ class RedisUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, (redis.ConnectionError, redis.TimeoutError)):
+        if not isinstance(exception, UNAVAILABLE):  # a cluster failing over too
             return None
         log.warning("Redis unavailable for %s: %s", request.path, exception)
         response = render(

@@ -8,18 +8,20 @@ page share one computation, which serves for OVERVIEW_FRESHNESS seconds (`shared
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import redis
 from django.core.signals import setting_changed
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from streams_admin import conf, names
 from streams_admin.flight import SingleFlight
-from streams_admin.redis import Server, client, server_from_info
+from streams_admin.redis import REDIRECTS, Server, by_node, client, node_name, refresh_slots
+from streams_admin.redis import server as read_server
 from streams_admin.streams import StreamInfo, count_lags, group_from, scan_streams, stream_infos
 from streams_admin.values import human_duration, text_id
 
@@ -72,6 +74,8 @@ class Overview:
 
 
 SCRIPT = (Path(__file__).parent / "summaries.lua").read_text()
+# On a cluster one call reads keys of many slots of its node (Redis 7.0+): never writes.
+CLUSTER_SCRIPT = "#!lua flags=no-writes,allow-cross-slot-keys\n" + SCRIPT
 CHUNK = 500  # keys per script call: each call holds Redis for well under a millisecond
 
 
@@ -81,12 +85,44 @@ def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[Stream
     A server-side script answers with one compact reply per chunk of keys, where a pipeline
     of XINFO calls would cost redis-py two parsed replies per stream.
     """
+    rows: list[Any] = [False] * len(keys)
+    script = CLUSTER_SCRIPT if server.cluster else SCRIPT
+    flag = "1" if with_last else "0"
+    moving: list[int] = []
+    for node, positions in by_node(keys):  # one round trip per node
+        pipe = node.pipeline(transaction=False)
+        chunks = [positions[at : at + CHUNK] for at in range(0, len(positions), CHUNK)]
+        for chunk in chunks:
+            if server.cluster:  # keys as arguments: declared keys must share one slot
+                pipe.eval(script, 0, flag, *(keys[i] for i in chunk))
+            else:
+                pipe.eval(script, len(chunk), *(keys[i] for i in chunk), flag)
+        for chunk, reply in zip(chunks, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(reply, redis.ResponseError) and str(reply).startswith(REDIRECTS):
+                moving += chunk  # a slot migrating, or the map is stale: asked key by key
+            elif isinstance(reply, Exception):
+                raise reply
+            else:
+                for i, row in zip(chunk, reply, strict=True):
+                    if row == b"moved":
+                        moving.append(i)
+                    else:
+                        rows[i] = row
+    for i, row in zip(moving, _one_by_one([keys[i] for i in moving], flag), strict=True):
+        rows[i] = row
+    return [_summary(key, row, server) for key, row in zip(keys, rows, strict=True) if row]
+
+
+def _one_by_one(keys: list[bytes], flag: str) -> list[Any]:
+    """Keys of a slot on the move, through the cluster client, which follows MOVED and ASK:
+    a key moving during a resharding is listed once, not lost."""
+    if not keys:
+        return []
+    refresh_slots()
     pipe = client().pipeline(transaction=False)
-    for start in range(0, len(keys), CHUNK):
-        chunk = keys[start : start + CHUNK]
-        pipe.eval(SCRIPT, len(chunk), *chunk, "1" if with_last else "0")
-    replies = [row for chunk in pipe.execute() for row in chunk] if keys else []
-    return [_summary(key, row, server) for key, row in zip(keys, replies, strict=True) if row]
+    for key in keys:
+        pipe.execute_command("EVAL", SCRIPT, 1, key, flag)  # a cluster pipeline has no eval()
+    return [reply[0] for reply in pipe.execute()]
 
 
 def _summary(key: bytes, row: list, server: Server) -> StreamInfo:
@@ -114,7 +150,8 @@ def overview(server: Server, *, query: str = "", sort: str = "name", desc: bool 
     page = min(max(page, 1), pages)
     page_keys = [s.key for s in shown[(page - 1) * per_page : page * per_page]]
     return Overview(
-        streams=tuple(count_lags([i for i in stream_infos(page_keys, server) if i is not None])),
+        streams=tuple(replace(s, node=node_name(s.key)) for s in
+                      count_lags([i for i in stream_infos(page_keys, server) if i is not None])),
         matched=len(shown),
         scanned=len(infos),
         truncated=truncated,
@@ -142,7 +179,7 @@ def shared_overview(*, query: str = "", sort: str = "name", desc: bool = False,
     key = (conf.redis_url(), query, sort, desc, page)
 
     def compute() -> Snapshot:
-        server = server_from_info(client().info())
+        server = read_server()
         return Snapshot(overview(server, query=query, sort=sort, desc=desc, page=page),
                         server, datetime.now(UTC))
 

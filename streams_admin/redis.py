@@ -5,6 +5,7 @@ All clients return bytes: keys, names and values in Redis may be any bytes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import dataclass
 
@@ -35,20 +36,109 @@ def _keep_pairs(r: redis.Redis | redis.asyncio.Redis) -> None:
 
 
 @functools.cache
+def _clustered(url: str) -> bool:
+    """Whether the URL names a node of a cluster (asked once per URL: a failed probe, Redis
+    down, is not remembered and gives the banner)."""
+    probe = redis.Redis.from_url(url, **_options())
+    try:
+        return bool(probe.info("cluster").get("cluster_enabled"))
+    finally:
+        probe.close()
+
+
+@functools.cache
 def _client(url: str) -> redis.Redis:
-    r = redis.Redis.from_url(url, **_options())
-    _keep_pairs(r)
-    return r
+    if not _clustered(url):
+        r = redis.Redis.from_url(url, **_options())
+        _keep_pairs(r)
+        return r
+    cluster = redis.RedisCluster.from_url(url, **_options())
+    # Replies are parsed by each node's own client first: keep the pairs there, on the nodes
+    # the cluster knows now and on those it makes when the slot map changes.
+    manager, make = cluster.nodes_manager, cluster.nodes_manager.create_redis_node
+
+    def create_redis_node(host: str, port: int, **kwargs: object) -> redis.Redis:
+        node = make(host, port, **kwargs)
+        _keep_pairs(node)
+        return node
+
+    manager.create_redis_node = create_redis_node
+    for node in cluster.get_nodes():
+        if node.redis_connection is not None:
+            _keep_pairs(node.redis_connection)
+    return cluster  # type: ignore[return-value] (the same commands, routed by key)
 
 
 def client() -> redis.Redis:
+    """The cached client: a RedisCluster when REDIS_URL names a node of a cluster."""
     return _client(conf.redis_url())
+
+
+def is_cluster() -> bool:
+    return _clustered(conf.redis_url())
+
+
+def node_client(key: bytes) -> redis.Redis:
+    """The plain client of the node holding key (the only one on a standalone server)."""
+    r = client()
+    if isinstance(r, redis.RedisCluster):
+        return r.get_redis_connection(r.get_node_from_key(key))
+    return r
+
+
+def by_node(keys: list[bytes]) -> list[tuple[redis.Redis, list[int]]]:
+    """The keys' positions grouped by the node holding them, with that node's client: work
+    per node, so round trips grow with the nodes, never with the keys."""
+    r = client()
+    if not isinstance(r, redis.RedisCluster):
+        return [(r, list(range(len(keys))))] if keys else []
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(r.get_node_from_key(key).name, []).append(i)
+    return [(r.get_redis_connection(r.get_node(node_name=name)), positions)
+            for name, positions in groups.items()]
+
+
+def node_at(address: str) -> redis.Redis:
+    """The plain client of the cluster's node at host:port (an ASK names it)."""
+    r = client()
+    host, port = address.rsplit(":", 1)
+    node = r.get_node(host=host, port=int(port)) if isinstance(r, redis.RedisCluster) else None
+    if node is None:
+        raise redis.ConnectionError(f"No known cluster node at {address}")
+    return r.get_redis_connection(node)
+
+
+def node_name(key: bytes) -> str:
+    """host:port of the node holding key by the cached slot map; "" when not a cluster."""
+    r = client()
+    return r.get_node_from_key(key).name if isinstance(r, redis.RedisCluster) else ""
+
+
+def refresh_slots() -> None:
+    """After a node failed or answered MOVED to a read made on it directly: ask the cluster
+    for its slot map again (a failover's new primary), so the next request finds it."""
+    r = client()
+    if isinstance(r, redis.RedisCluster):
+        # Still failing over: the next request tries again.
+        with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
+            r.nodes_manager.initialize()
+
+
+REDIRECTS = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")  # a cluster moving: not the key's fault
+
+# What a request may meet while Redis, or a cluster node, is down or failing over: the banner.
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ClusterError,
+               redis.exceptions.SlotNotCoveredError, redis.exceptions.TryAgainError,
+               redis.exceptions.AskError)
 
 
 def async_client(block_seconds: float = 0) -> redis.asyncio.Redis:
     """A new async client; a blocking read may wait block_seconds on top of the timeout."""
     options = _options()
     options["socket_timeout"] = conf.get("SOCKET_TIMEOUT") + block_seconds
+    # On a cluster this is still the named node's client: the live tail and counts read many
+    # keys in one XREAD / pipeline, which needs them grouped by node first (not done yet).
     r = redis.asyncio.Redis.from_url(conf.redis_url(), **options)
     _keep_pairs(r)
     return r
@@ -70,6 +160,7 @@ class Server:
     used_memory_human: str
     connected_clients: int
     uptime_seconds: int
+    cluster: Cluster | None = None
 
     @property
     def version_text(self) -> str:
@@ -106,4 +197,78 @@ def server_from_info(info: dict[str, object]) -> Server:
         used_memory_human=str(info.get("used_memory_human", "n/a")),
         connected_clients=int(info.get("connected_clients", 0)),
         uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+    )
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    address: str  # host:port
+    role: str  # "primary" or "replica"
+    up: bool
+    slots: int  # slots it serves (a primary)
+    used_memory_human: str = "n/a"
+    connected_clients: int | None = None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the header shows of a cluster: its state and each node, one that is down too."""
+
+    state: str  # cluster_state: "ok" or "fail"
+    slots_ok: int  # of 16384
+    nodes: tuple[ClusterNode, ...]
+
+    @property
+    def primaries(self) -> int:
+        return sum(1 for n in self.nodes if n.role == "primary" and n.up)
+
+    @property
+    def down(self) -> tuple[ClusterNode, ...]:
+        return tuple(n for n in self.nodes if not n.up)
+
+
+def server() -> Server:
+    """The header's server: INFO of the server, or on a cluster CLUSTER NODES and INFO of
+    each node (round trips grow with the nodes)."""
+    r = client()
+    if not isinstance(r, redis.RedisCluster):
+        return server_from_info(r.info())
+    infos: dict[str, dict] = {}
+    topology: dict[str, dict] = {}
+    state: dict[str, object] = {}
+    for node in r.get_nodes():
+        try:
+            plain = r.get_redis_connection(node)
+            infos[node.name] = plain.info()
+            if not topology:
+                topology = plain.execute_command("CLUSTER NODES")
+                state = plain.cluster("info")
+        except redis.RedisError:
+            continue  # down: CLUSTER NODES of another node says so
+    if not topology:
+        raise redis.ConnectionError("No node of the cluster answers")
+    nodes = tuple(sorted((_node(address, fields, infos.get(address))
+                          for address, fields in topology.items()),
+                         key=lambda n: (n.role != "primary", n.address)))
+    first = server_from_info(next(iter(infos.values())))
+    cluster = Cluster(state=str(state.get("cluster_state", "unknown")),
+                      slots_ok=int(state.get("cluster_slots_ok", 0)), nodes=nodes)
+    return Server(first.flavour, first.version, first.compat,
+                  used_memory_human=first.used_memory_human,
+                  connected_clients=sum(int(i.get("connected_clients", 0))
+                                        for i in infos.values()),
+                  uptime_seconds=first.uptime_seconds, cluster=cluster)
+
+
+def _node(address: str, fields: dict, info: dict | None) -> ClusterNode:
+    flags = str(fields.get("flags", ""))
+    role = info.get("role") if info else ("master" if "master" in flags else "slave")
+    slots = sum(int(span[-1]) - int(span[0]) + 1 for span in fields.get("slots") or ())
+    return ClusterNode(
+        address=address.split("@")[0],
+        role="primary" if role == "master" else "replica",
+        up="fail" not in flags and info is not None,
+        slots=slots if role == "master" else 0,
+        used_memory_human=str(info.get("used_memory_human", "n/a")) if info else "n/a",
+        connected_clients=int(info.get("connected_clients", 0)) if info else None,
     )

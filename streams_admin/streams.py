@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import redis
+from redis.crc import key_slot
 
 from streams_admin import conf
 from streams_admin.bounded import read_entry, xinfo_streams
-from streams_admin.redis import Server, client, server_from_info
+from streams_admin.redis import Server, client
+from streams_admin.redis import server as read_server
 from streams_admin.rows import (  # noqa: F401 (pages of entries: the read model's, kept there)
     EntriesPage,
     dead_letters_page,
@@ -67,6 +69,11 @@ class StreamInfo:
     max_deleted_entry_id: str | None
     recorded_first_entry_id: str | None
     groups: tuple[Group, ...]
+    node: str = ""  # on a cluster, host:port of the node holding it
+
+    @property
+    def slot(self) -> int:
+        return key_slot(self.key)
 
     @property
     def first_time(self) -> datetime | None:
@@ -93,7 +100,7 @@ class StreamInfo:
 
 
 def server() -> Server:
-    return server_from_info(client().info())
+    return read_server()
 
 
 def true_lag(lag: int | None, last_delivered_id: str, first_id: str | None,
@@ -196,7 +203,8 @@ def queue_counts(pipe: Pipeline, infos: list[StreamInfo]) -> list[LagCount]:
     unknown = [(i, g) for i, info in enumerate(infos) for g in info.groups if g.lag is None]
     limit = conf.get("LAG_COUNT_LIMIT")
     for i, g in unknown:
-        pipe.eval(COUNT_AFTER, 1, infos[i].key, g.last_delivered_id, limit)
+        # execute_command: a cluster's pipeline has no eval(), though it routes EVAL by key
+        pipe.execute_command("EVAL", COUNT_AFTER, 1, infos[i].key, g.last_delivered_id, limit)
     return unknown
 
 
@@ -235,13 +243,14 @@ def group(stream_info: StreamInfo, name: bytes) -> Group:
 
 
 def scan_streams(pattern: str, limit: int) -> tuple[list[bytes], bool]:
-    """Stream keys matching pattern (SCAN with TYPE, never KEYS), and whether limit cut it."""
-    keys: list[bytes] = []
+    """Stream keys matching pattern (SCAN with TYPE, never KEYS; on a cluster, SCAN of every
+    primary), and whether limit cut it."""
+    keys: dict[bytes, None] = {}  # on a cluster, a key moving in a resharding is seen twice
     for key in client().scan_iter(match=pattern, count=conf.get("SCAN_COUNT"), _type="stream"):
-        if len(keys) >= limit:
-            return keys, True
-        keys.append(key)
-    return keys, False
+        if len(keys) >= limit and key not in keys:
+            return list(keys), True
+        keys[key] = None
+    return list(keys), False
 
 
 def entry(key: bytes, entry_id: str) -> Entry | None:

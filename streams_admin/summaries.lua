@@ -2,13 +2,24 @@
 -- last-delivered-id, entries-read or false, lag or false}, ...}, first entry ID or false (only
 -- asked when there are groups: their lag needs it)}, or false when the key is gone or no
 -- longer a stream. Read-only; one reply instead of two per stream.
+-- On a cluster the keys come after ARGV[1] (they are of many slots of this node), and a key
+-- this node does not hold (any more: a resharding) is "moved", to be asked elsewhere.
 local with_last = ARGV[1] == "1"
+local keys = KEYS
+if #KEYS == 0 then
+  keys = {}
+  for i = 2, #ARGV do keys[i - 1] = ARGV[i] end
+end
+local function gone(err)
+  local text = type(err) == "table" and err.err or tostring(err)
+  return string.find(text, "WRONGTYPE", 1, true) or string.find(text, "no such key", 1, true)
+end
 local out = {}
-for i, key in ipairs(KEYS) do
+for i, key in ipairs(keys) do
   local ok, length = pcall(redis.call, "XLEN", key)
   local okg, groups = pcall(redis.call, "XINFO", "GROUPS", key)
   if not ok or not okg then
-    out[i] = false
+    if gone(ok and groups or length) then out[i] = false else out[i] = "moved" end
   else
     local last = false
     if with_last then

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 
@@ -12,6 +13,20 @@ import redis
 from tests.redis_server import RedisServer, free_port
 
 NODE_TIMEOUT_MS = 2000
+
+
+def cluster_port() -> int:
+    """A free port under 55536 whose bus port (+10000) is free too: Redis refuses higher."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 class ClusterNode(RedisServer):
@@ -31,7 +46,7 @@ class RedisCluster:
         if shutil.which("redis-cli") is None:
             raise RuntimeError("redis-cli is not installed (apt-get install redis-server)")
         self.replicas = replicas
-        self.nodes = [ClusterNode(free_port()) for _ in range(primaries * (1 + replicas))]
+        self.nodes = [ClusterNode(cluster_port()) for _ in range(primaries * (1 + replicas))]
         self.url = self.nodes[0].url
 
     def start(self, timeout: float = 30) -> RedisCluster:

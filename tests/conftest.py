@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.cluster_server import RedisCluster
 from tests.redis_server import RedisServer
 
 
@@ -23,6 +24,30 @@ def r(redis_server: RedisServer, settings) -> Iterator[redis.Redis]:
     settings.REDIS_URL = redis_server.url
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real cluster (3 primaries, 3 replicas), started once, only when a test asks."""
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def any_redis(request, settings) -> Iterator[redis.Redis]:
+    """An emptied standalone server or cluster, the app pointed at it (REDIS_URL names one
+    node, as a user would): each screen test runs on both."""
+    if request.param == "standalone":
+        yield request.getfixturevalue("r")
+        return
+    cluster = request.getfixturevalue("redis_cluster")
+    cluster.wait_ok()  # a test that killed a node left the cluster failing over
+    settings.REDIS_URL = cluster.url
+    client = cluster.client()
+    client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
     yield client
     client.close()
 

@@ -18,6 +18,12 @@ def envelope(event_type: str, data: dict) -> dict[str, str]:
 
 
 @pytest.fixture
+def r(any_redis: redis.Redis) -> redis.Redis:
+    """Every screen test runs on a standalone server and on a cluster."""
+    return any_redis
+
+
+@pytest.fixture
 def scenario(r: redis.Redis) -> redis.Redis:
     """orders: 30 entries; group "ship" read 10, acked 4; "audit" read nothing."""
     for n in range(30):

@@ -12,12 +12,14 @@ two operators at once: a duplicate, which consumers of an at-least-once bus alre
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
+import redis
 from redis.cluster import key_slot
 
+from streams_admin import names
 from streams_admin.bus import wire
-from streams_admin.operations import plural
+from streams_admin.operations import ActionError, plural
 from streams_admin.operations.scripts import COPY_ONCE, script
 from streams_admin.redis import client, is_cluster
 
@@ -77,7 +79,7 @@ def dead_letter(key: bytes, group: bytes, entry_id: str, target: bytes,
               wire.DELIVERY_COUNT, str(pending[0]["times_delivered"]),
               wire.CONSUMER, pending[0]["consumer"]]
     new_id = _copy(target, [wire.ORIGINAL_STREAM, key, wire.ORIGINAL_ID, entry_id], fields)
-    r.xack(key, group, entry_id)
+    _second_step(lambda: r.xack(key, group, entry_id), entry_id, target, "acked")
     return new_id
 
 
@@ -94,6 +96,17 @@ def redrive(key: bytes, entry_id: str, original: bytes) -> int | bytes:
               if name not in skip for part in (name, value)] or [wire.DATA, b"null"]
     markers: list[bytes | str] = [REDRIVEN_FROM, key, REDRIVEN_ID, entry_id]
     new_id = _copy(original, markers, [*fields, *markers])
-    r.xdel(key, entry_id)
+    _second_step(lambda: r.xdel(key, entry_id), entry_id, original, "deleted")
     return new_id
+
+
+def _second_step(step: Callable[[], object], entry_id: str, target: bytes, done: str) -> None:
+    """Redis failing between the steps: say what is where (never "nothing was changed")."""
+    try:
+        step()
+    except redis.RedisError as exc:
+        raise ActionError(
+            f"Stopped between the two steps ({type(exc).__name__}): {entry_id} is copied to "
+            f"{names.show(target)} but not yet {done}. Nothing is lost: try again, and the "
+            f"retry finds that copy instead of adding another.") from exc
 

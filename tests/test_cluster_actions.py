@@ -38,6 +38,12 @@ from tests.test_actions import (  # noqa: F401 (collected here, run on the clust
     test_trim_by_minid_that_nobody_needs_goes_through,
     test_trim_preview_counts_what_groups_still_need,
 )
+from tests.test_actions_hardening import (  # noqa: F401 (the same, those without `held`)
+    test_publish_invalid_json_keeps_the_text_and_the_error,
+    test_redrive_all_goes_past_refused_letters,
+    test_redrive_refuses_a_target_outside_the_scope,
+    test_the_demo_has_dead_letters_to_redrive,
+)
 
 pytestmark = pytest.mark.django_db
 

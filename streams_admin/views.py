@@ -142,6 +142,7 @@ def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
         "budget": budget,
         "poison": conf.get("POISON_DELIVERIES"),
         "pending_in": pending.entry_pending(key, entry_id, info.groups),
+        "dead_letter_move": moves.how(key, [dead_letter_key(key, {})]),
         "full": full,
         "preview_chars": budget.value,
         "server": server,

@@ -99,6 +99,8 @@ def test_dead_letter_across_slots_goes_in_two_steps_and_a_retry_adds_no_copy(
     assert r.keyslot(S) != r.keyslot(DLQ)
     group_page = admin_client.get(reverse("streams_admin:group", args=[S, G]))
     assert f"Dead-letter: {TWO_STEPS}" in text(group_page.content)
+    entry_page = admin_client.get(reverse("streams_admin:entry", args=[S, held[0]]))
+    assert f"Dead-letter: {TWO_STEPS}" in text(entry_page.content)
 
     refusing("xack")  # the copy is written, then acking the original fails
     failed = admin_client.post(reverse("streams_admin:dead-letter", args=[S, G]),

@@ -24,7 +24,8 @@ from streams_admin.bus import wire
 from streams_admin.dead_letters import dead_letter
 from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
-from streams_admin.operations import friendly
+from streams_admin.operations import friendly, moves
+from streams_admin.operations.pending import dead_letter_key
 from streams_admin.values import id_parts
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
         "budget": budget,
         "poison": conf.get("POISON_DELIVERIES"),
         "pending_in": pending.entry_pending(key, entry_id, info.groups),
+        "dead_letter_move": moves.how(key, [dead_letter_key(key, {})]),
         "full": full,
         "preview_chars": budget.value,
         "server": server,
@@ -199,7 +201,10 @@ def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
                                 min_idle_ms=min_idle)
     context = {"stream": info, "detail": detail, "page": page, "consumer": consumer,
                "idle": q.get("idle", ""), "size": size, "sizes": conf.get("PAGE_SIZES"),
-               "error": error, "server": server, "thresholds": _thresholds()}
+               "error": error, "server": server, "thresholds": _thresholds(),
+               # By the dead-letter stream named after this stream (one event type per
+               # stream, the bus's way): "" on a standalone server, where it is one script.
+               "dead_letter_move": moves.how(key, [dead_letter_key(key, {})])}
     return _render(request, "streams_admin/group.html", "pending", context)
 
 
@@ -250,9 +255,11 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
     if key is not None:
         before = params.before_id(request.GET.get("before"))
         page = streams.dead_letters_page(key, size, before=f"({before}" if before else "+")
+    letters = [dead_letter(entry) for entry in page.entries] if page else []
     context = {"queues": queues, "key": key, "page": page, "server": server,
-               "pattern": pattern,
-               "letters": [dead_letter(entry) for entry in page.entries] if page else []}
+               "pattern": pattern, "letters": letters,
+               "redrive_move": moves.how(key, [letter.original_stream for letter in letters
+                                               if letter.original_stream]) if key else ""}
     return render(request, "streams_admin/dead_letters.html", context)
 
 

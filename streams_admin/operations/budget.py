@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from streams_admin import conf
 from streams_admin.operations.scripts import COUNT_STEP, script
-from streams_admin.redis import client
+from streams_admin.redis import node_client
 from streams_admin.values import id_key, text_id
 
 
@@ -74,8 +74,9 @@ class Budget:
 
 
 def xinfo(key: bytes) -> tuple[dict, list[dict]]:
-    """XINFO STREAM and GROUPS at one moment (MULTI): length, ends and groups agree."""
-    pipe = client().pipeline(transaction=True)
+    """XINFO STREAM and GROUPS at one moment (MULTI): length, ends and groups agree. On a
+    cluster, on the node holding the key: a cluster's own MULTI skips the replies' parsing."""
+    pipe = node_client(key).pipeline(transaction=True)
     pipe.xinfo_stream(key)
     pipe.xinfo_groups(key)
     info, groups = pipe.execute()

@@ -5,10 +5,12 @@ malformed metadata, is refused and stays where it is; the audit row names every 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from streams_admin import conf, names
 from streams_admin.bus import wire
 from streams_admin.dead_letters import metadata
-from streams_admin.operations import Actor, Outcome, audited, check_ids, plural
+from streams_admin.operations import Actor, Outcome, audited, check_ids, moves, plural
 from streams_admin.operations.scripts import REDRIVE, script
 from streams_admin.redis import client
 
@@ -38,7 +40,7 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
     refused: dict[str, int] = {}
 
     def work() -> Outcome:
-        run, moved, skipped, problems = script(REDRIVE), [], 0, []
+        moved, skipped, problems, two_steps = [], 0, [], 0
         for entry_id, original, problem in _dead_letters(key, check_ids(ids)):
             if problem:
                 problems.append(f"{entry_id} ({problem})")
@@ -46,15 +48,25 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
                 skipped += 1
             elif not names.in_scope(original):
                 _tally(refused, original)
-            elif run(keys=[key, original], args=[entry_id, *wire.DEAD_LETTER_FIELDS]):
+            elif _move(key, entry_id, original):
                 moved.append(entry_id)
                 _tally(targets, original)
+                two_steps += not moves.atomic(key, original)
             else:
                 skipped += 1
-        return _redriven(moved, skipped, refused, targets, problems)
+        outcome = _redriven(moved, skipped, refused, targets, problems)
+        how = moves.said(len(moved) - two_steps, two_steps)
+        return replace(outcome, message=outcome.message[:-1] + how + ".") if how else outcome
 
     return audited(actor, "redrive", key, work, ids=ids,
                    arguments={"targets": targets, "refused_targets": refused})
+
+
+def _move(key: bytes, entry_id: str, original: bytes) -> int | bytes:
+    """One script when both streams share a slot; on a cluster otherwise, two steps."""
+    if moves.atomic(key, original):
+        return script(REDRIVE)(keys=[key, original], args=[entry_id, *wire.DEAD_LETTER_FIELDS])
+    return moves.redrive(key, entry_id, original)
 
 
 TARGETS_KEPT = 20  # target streams named in one audit row

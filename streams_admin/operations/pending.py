@@ -15,6 +15,7 @@ from streams_admin.operations import (
     check_ids,
     check_name,
     chunks,
+    moves,
     plural,
 )
 from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE, script
@@ -200,7 +201,7 @@ def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
         entries = {i: parse_entry(found[0]) if found else None
                    for i, found in zip(chosen, pipe.execute(), strict=True)}
         run = script(DEAD_LETTER)
-        moved, skipped = [], 0
+        moved, skipped, two_steps = [], 0, 0
         for entry_id, entry in entries.items():
             fields = {n.raw: v.raw for n, v in entry.fields} if entry else {}
             metadata = [
@@ -208,16 +209,21 @@ def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
                 wire.REASON, b"operator", wire.ORIGINAL_STREAM, key, wire.ORIGINAL_ID, entry_id,
                 wire.GROUP, group, wire.DEAD_LETTERED_AT, datetime.now(UTC).isoformat(),
             ]
-            answer = run(keys=[key, dead_letter_key(key, fields)],
-                         args=[group, entry_id, *metadata])
+            target = dead_letter_key(key, fields)
+            if moves.atomic(key, target):
+                answer = run(keys=[key, target], args=[group, entry_id, *metadata])
+            else:  # streams in different cluster slots: no script spans both
+                answer = moves.dead_letter(key, group, entry_id, target, metadata)
             if isinstance(answer, bytes):
                 moved.append(entry_id)
+                two_steps += not moves.atomic(key, target)
             else:
                 skipped += 1
         note = f"; {plural(skipped, 'entry')} skipped: no longer pending or data gone" \
             if skipped else ""
+        how = moves.said(len(moved) - two_steps, two_steps)
         return Outcome(bool(moved), f"Moved {plural(len(moved), 'entry')} to the dead-letter "
-                       f"stream{note}.", len(moved), tuple(moved))
+                       f"stream{how}{note}.", len(moved), tuple(moved))
 
     return audited(actor, "dead-letter", key, work, group=group, ids=ids,
                    arguments={"reason": reason})

@@ -76,6 +76,25 @@ redis.call("XDEL", KEYS[1], ARGV[1])
 return new_id
 """).substitute(NAMES)
 
+# KEYS: target stream. ARGV: how many of its newest entries to look at, two marker
+# field/value pairs, then the field/value pairs of the copy. The first step of a move
+# between streams in different cluster slots (moves.py): adds the copy unless one of the
+# newest entries already carries both markers (a retry's own copy). {ID, 1 when added}.
+COPY_ONCE = """
+local newest = redis.call("XREVRANGE", KEYS[1], "+", "-", "COUNT", tonumber(ARGV[1]))
+for _, entry in ipairs(newest) do
+  local a, b = false, false
+  for i = 1, #entry[2], 2 do
+    if entry[2][i] == ARGV[2] and entry[2][i + 1] == ARGV[3] then a = true end
+    if entry[2][i] == ARGV[4] and entry[2][i + 1] == ARGV[5] then b = true end
+  end
+  if a and b then return {entry[1], 0} end
+end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+return {redis.call("XADD", KEYS[1], "*", unpack(fields)), 1}
+"""
+
 # KEYS: stream. ARGV: command (XRANGE, XREVRANGE or XPENDING), from, to (Redis range bounds,
 # in the command's order), most entries, most microseconds, group (XPENDING only).
 # Counts entries (or a group's pending entries) from `from` towards `to`, 100 at a time, and

@@ -16,6 +16,7 @@ why (`trouble`), and a key that is not a stream fails its own viewers, not its n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -154,15 +155,23 @@ class Hub:
     viewer's leave, by one of at most READERS shards."""
 
     def __init__(self, connect: Callable[[], redis.asyncio.Redis],
-                 render: Callable[[bytes, Entry], str]) -> None:
+                 render: Callable[[bytes, Entry], str],
+                 cluster: ClusterConnect | None = None) -> None:
         """connect: a new client (each shard has its own); render: an entry's row as the
-        sockets send it (called once per entry read)."""
+        sockets send it (called once per entry read); cluster: how to connect when REDIS_URL
+        names a node of a cluster (None: never a cluster)."""
         self.connect = connect
         self.render = render
+        self.cluster = cluster
         self.readers: dict[bytes, Reader] = {}
         self.shards = [Shard(self) for _ in range(READERS)]
+        self.node_shards: dict[str, Shard] = {}  # on a cluster: a shard per primary instead
+        self.clustered = False  # whether the control client is a cluster's
         self._redis: redis.asyncio.Redis | None = None
         self._slots = asyncio.Semaphore(CONTROL)
+        # On a cluster, one command at a time: the control client keeps one connection to each
+        # node it has spoken to, so a process holds at most two per primary.
+        self._one = asyncio.Lock()
         self._busy = 0  # commands waiting or running: the control client stays open for them
 
     async def command(self, call: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
@@ -171,12 +180,61 @@ class Hub:
         try:
             async with self._slots:
                 if self._redis is None:
-                    self._redis = self.connect()
-                    self._redis.set_retry(Retry(NoBackoff(), 1))  # a pooled one gone stale
-                    self._redis.connection_pool.connection_kwargs["client_name"] = CONTROL_NAME
-                return await call(self._redis)
+                    self._redis = await self._control()
+                if not self.clustered:
+                    return await call(self._redis)
+                async with self._one:
+                    return await call(self._redis)
         finally:
             self._busy -= 1
+
+    async def _control(self) -> redis.asyncio.Redis:
+        if self.cluster is not None and await asyncio.to_thread(self.cluster.is_cluster):
+            self.clustered = True
+            control = self.cluster.control()
+            await _slot_map(control)
+            return control
+        self.clustered = False
+        r = self.connect()
+        r.set_retry(Retry(NoBackoff(), 1))  # a pooled one gone stale
+        r.connection_pool.connection_kwargs["client_name"] = CONTROL_NAME
+        return r
+
+    def shard_for(self, key: bytes) -> Shard:
+        """The shard to read key: the least busy one; on a cluster, its primary's (by the
+        control client's slot map, known once a command has run)."""
+        if not self.clustered or self._redis is None:
+            return min(self.shards, key=lambda s: len(s.readers))
+        name = self._redis.get_node_from_key(key).name  # type: ignore[attr-defined]
+        if name not in self.node_shards:
+            self.node_shards[name] = Shard(self, node=name)
+        return self.node_shards[name]
+
+    async def rehome(self) -> bool:
+        """On a cluster, after a node failed or redirected a read (failover, resharding): ask
+        for the slot map again and move each stream to its primary's shard; its viewers hear
+        of it. True if any moved."""
+        control = self._redis
+        if not self.clustered or control is None:
+            return False
+        with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
+            async with self._one:
+                await _slot_map(control, again=True)
+        moved = False
+        for reader in list(self.readers.values()):
+            try:
+                shard = self.shard_for(reader.key)
+            except (redis.RedisError, redis.exceptions.RedisClusterException):
+                continue  # its slot is not served yet: the next try
+            if shard is reader.shard or self.readers.get(reader.key) is not reader:
+                continue
+            await reader.shard.remove(reader)
+            reader.shard = shard
+            shard.add(reader)
+            moved = True
+            for viewer in reader.viewers:
+                viewer.tell()
+        return moved
 
     async def join(self, key: bytes, viewer: Viewer, since: str | None,
                    backlog: int) -> tuple[str, list[Entry]]:
@@ -188,7 +246,7 @@ class Hub:
             position = await self.command(lambda r: _position(r, key))
             reader = self.readers.get(key)  # another viewer may have started it meanwhile
             if reader is None:
-                shard = min(self.shards, key=lambda s: len(s.readers))
+                shard = self.shard_for(key)
                 reader = self.readers[key] = Reader(key, position, shard)
                 shard.add(reader)
         reader.viewers.add(viewer)
@@ -239,6 +297,10 @@ class Hub:
 
     async def scan(self, pattern: str, limit: int, keep: Callable[[bytes], bool]) -> list[bytes]:
         """Up to `limit` streams matching `pattern` that `keep` accepts."""
+        if self._redis is None:
+            await self.command(_nothing)  # the control client: a cluster's or a server's
+        if self.clustered:
+            return await self.command(lambda r: _scan_primaries(r, pattern, limit, keep))
         found: list[bytes] = []
         cursor = 0
         while True:
@@ -247,6 +309,47 @@ class Hub:
             found += filter(keep, keys)
             if not cursor or len(found) >= limit:
                 return found[:limit]
+
+
+@dataclass(frozen=True)
+class ClusterConnect:
+    """How the hub connects on a cluster: the control client routes by key; each primary's
+    shard reads with a plain client of that node."""
+
+    is_cluster: Callable[[], bool]  # blocking: asked once, in a thread
+    control: Callable[[], redis.asyncio.Redis]  # a redis.asyncio.RedisCluster
+    node: Callable[[str], redis.asyncio.Redis]  # host:port -> that node's client
+
+
+async def _slot_map(control: redis.asyncio.RedisCluster, again: bool = False) -> None:
+    """Ask the cluster for its slot map (again: a node failed or redirected a read), then close
+    the connection to the node REDIS_URL names that asking opened: the control client keeps
+    one connection per node, no more. A cluster not answering is Redis down."""
+    try:
+        await (control.nodes_manager.initialize() if again else control.initialize())
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(str(exc)) from exc
+    finally:
+        manager = control.nodes_manager
+        await asyncio.gather(*(node.disconnect() for name, node in manager.startup_nodes.items()
+                               if manager.nodes_cache.get(name) is not node),
+                             return_exceptions=True)
+
+
+async def _nothing(r: redis.asyncio.Redis) -> None:
+    return None
+
+
+async def _scan_primaries(r: redis.asyncio.RedisCluster, pattern: str, limit: int,
+                          keep: Callable[[bytes], bool]) -> list[bytes]:
+    """SCAN of every primary (a firehose covers them all, and a new stream on any)."""
+    found: dict[bytes, None] = {}  # a key moving in a resharding is seen on two nodes
+    async for key in r.scan_iter(match=pattern, count=1000, _type="stream"):
+        if keep(key):
+            found[key] = None
+            if len(found) >= limit:
+                break
+    return list(found)
 
 
 def not_a_stream(key: bytes, kind: str) -> str:

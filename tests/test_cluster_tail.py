@@ -147,3 +147,45 @@ async def test_live_counts_for_streams_on_every_node(rc, redis_cluster, staff, s
         assert shown["groups"][to_token(b"g")]["lag"] == port % 5 + 1
     await communicator.disconnect()
     assert stats.sampler().task is None
+
+
+def move_slot(cluster: RedisCluster, slot: int, key: str, source_port: int,
+              target_port: int) -> None:
+    """Reshard: the slot (and key) from one primary to another, as redis-cli would."""
+    by_port = {node.port: node for node in cluster.nodes}
+    src = redis.Redis.from_url(by_port[source_port].url)
+    dst = redis.Redis.from_url(by_port[target_port].url)
+    try:
+        src_id, dst_id = src.execute_command("CLUSTER MYID"), dst.execute_command("CLUSTER MYID")
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        src.execute_command("MIGRATE", "127.0.0.1", target_port, key, 0, 5000)
+        dst.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        src.execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+    finally:
+        src.close()
+        dst.close()
+
+
+async def test_a_resharded_stream_goes_on_from_its_new_primary(rc, redis_cluster, staff):
+    keys = one_key_per_primary(redis_cluster)
+    rc.xadd("moving", {"n": "0"})
+    source = redis_cluster.primary_of("moving").port
+    target = next(port for port in keys if port != source)
+    page = await open_page(staff, "key=moving")
+    first = rc.xadd("moving", {"n": "1"}).decode()
+    await page.until(lambda: first in page.ids)
+    slot = rc.keyslot("moving")
+    move_slot(redis_cluster, slot, "moving", source, target)
+    try:
+        deadline = time.monotonic() + 30
+        while redis_cluster.primary_of("moving").port != target:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        after = rc.xadd("moving", {"n": "after the move"}).decode()
+        await page.until(lambda: after in page.ids, deadline=30)
+        assert page.ids == [first, after]  # nothing lost, nothing twice
+        await page.communicator.disconnect()
+    finally:
+        move_slot(redis_cluster, slot, "moving", target, source)
+        redis_cluster.wait_ok(60)

@@ -160,9 +160,16 @@ class Shard:
         for streams in slots.values():
             pipe.xread(streams, count=READ_COUNT)
         reply: list = []
-        for answer in await pipe.execute() if slots else []:
-            reply += answer.items() if isinstance(answer, dict) else answer or []
+        errors: list[Exception] = []
+        for answer in await pipe.execute(raise_on_error=False) if slots else []:
+            if isinstance(answer, Exception):
+                errors.append(answer)  # that slot group's: a key moved, or not a stream
+            else:
+                reply += answer.items() if isinstance(answer, dict) else answer or []
         self.reads += 1
+        if errors:  # the other groups' entries first: one slot's trouble stalls no other
+            self._hand_out(readers, reply)
+            raise errors[0]
         if not reply:
             await asyncio.sleep(POLL_INTERVAL)
         return readers, reply

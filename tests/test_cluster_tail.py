@@ -189,3 +189,51 @@ async def test_a_resharded_stream_goes_on_from_its_new_primary(rc, redis_cluster
     finally:
         move_slot(redis_cluster, slot, "moving", target, source)
         redis_cluster.wait_ok(60)
+
+
+async def test_a_key_of_a_firehose_turning_into_a_string_fails_alone(rc, redis_cluster, staff):
+    """Streams of two slots on one primary: one becomes a string; the other goes on."""
+    port = redis_cluster.primary_of("wt:0").port
+    other = next(f"wt:{n}" for n in range(1, 1000) if redis_cluster.primary_of(f"wt:{n}").port
+                 == port and rc.keyslot(f"wt:{n}") != rc.keyslot("wt:0"))
+    rc.xadd("wt:0", {"n": "0"})
+    rc.xadd(other, {"n": "0"})
+    page = await open_page(staff, "pattern=wt:*")
+    rc.delete("wt:0")
+    rc.set("wt:0", "a string now")
+    error = await page.until_type("error", deadline=20)
+    assert "is not a stream" in error["message"]
+    later = rc.xadd(other, {"n": "1"}).decode()
+    await page.until(lambda: later in page.ids)
+    await page.communicator.disconnect()
+
+
+async def test_live_counts_survive_a_failover(rc, redis_cluster, staff, settings):
+    settings.STREAMS_ADMIN = {"STATS_INTERVAL": 0.2}
+    rc.xadd("counted", {"n": "1"})
+    redis_cluster.wait_ok()  # the replica has the stream
+    communicator = await open_stats(staff, b"counted")
+    assert (await next_of(communicator, "stats"))["streams"][to_token(b"counted")]["length"] == 1
+    victim = redis_cluster.primary_of("counted")
+    redis_cluster.kill(victim)
+    try:
+        state = await next_of(communicator, "state", timeout=30)
+        assert state["state"] == "reconnecting"
+        assert (await next_of(communicator, "state", timeout=60))["state"] == "live"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                rc.xadd("counted", {"n": "2"})
+                break
+            except (redis.RedisError, redis.exceptions.RedisClusterException):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+        async with asyncio.timeout(30):
+            while True:
+                figures = (await next_of(communicator, "stats", timeout=30))["streams"]
+                if figures.get(to_token(b"counted"), {}).get("length") == 2:
+                    break
+        await communicator.disconnect()
+    finally:
+        victim.start()
+        redis_cluster.wait_ok(60)

@@ -5,6 +5,7 @@ All clients return bytes: keys, names and values in Redis may be any bytes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from dataclasses import dataclass
@@ -152,6 +153,26 @@ def async_cluster_client(**extra: object) -> redis.asyncio.RedisCluster:
     r = redis.asyncio.RedisCluster.from_url(conf.redis_url(), **options)
     _keep_pairs(r)  # the nodes share the cluster's response callbacks
     return r
+
+
+async def slot_map(r: redis.asyncio.RedisCluster, again: bool = False) -> None:
+    """Ask the cluster for its slot map (again: a node failed or redirected a read made on it
+    directly). A cluster not answering is Redis down."""
+    try:
+        await (r.nodes_manager.initialize() if again else r.initialize())
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(str(exc)) from exc
+    finally:
+        await drop_startup_connections(r)
+
+
+async def drop_startup_connections(r: redis.asyncio.RedisCluster) -> None:
+    """Close what asking for the slot map left open on the node REDIS_URL names (kept apart
+    from that node's own client): a cluster client holds one connection per node, no more."""
+    manager = r.nodes_manager
+    await asyncio.gather(*(node.disconnect() for name, node in manager.startup_nodes.items()
+                           if manager.nodes_cache.get(name) is not node),
+                         return_exceptions=True)
 
 
 def async_node_client(address: str, **extra: object) -> redis.asyncio.Redis:

@@ -33,6 +33,7 @@ from streams_admin.redis import (
     Server,
     async_client,
     async_cluster_client,
+    drop_startup_connections,
     is_cluster,
     server_from_info,
 )
@@ -122,6 +123,8 @@ class Sampler:
                     client = client or await asyncio.to_thread(self.connect)
                     server = server or server_from_info(await _server_info(client))
                     await self.sample(client, server)
+                    if isinstance(client, redis.asyncio.RedisCluster):
+                        await drop_startup_connections(client)  # one per node, no more
                 except Exception as exc:  # supervised: say so, wait, try again
                     server = None
                     self.fail(exc)

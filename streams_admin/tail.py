@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from streams_admin import names
+from streams_admin.redis import slot_map
 from streams_admin.tail_shard import BLOCK_MS, Shard
 from streams_admin.values import Entry, id_key, parse_entry
 
@@ -192,7 +193,7 @@ class Hub:
         if self.cluster is not None and await asyncio.to_thread(self.cluster.is_cluster):
             self.clustered = True
             control = self.cluster.control()
-            await _slot_map(control)
+            await slot_map(control)
             return control
         self.clustered = False
         r = self.connect()
@@ -219,7 +220,7 @@ class Hub:
             return False
         with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
             async with self._one:
-                await _slot_map(control, again=True)
+                await slot_map(control, again=True)
         moved = False
         for reader in list(self.readers.values()):
             try:
@@ -319,21 +320,6 @@ class ClusterConnect:
     is_cluster: Callable[[], bool]  # blocking: asked once, in a thread
     control: Callable[[], redis.asyncio.Redis]  # a redis.asyncio.RedisCluster
     node: Callable[[str], redis.asyncio.Redis]  # host:port -> that node's client
-
-
-async def _slot_map(control: redis.asyncio.RedisCluster, again: bool = False) -> None:
-    """Ask the cluster for its slot map (again: a node failed or redirected a read), then close
-    the connection to the node REDIS_URL names that asking opened: the control client keeps
-    one connection per node, no more. A cluster not answering is Redis down."""
-    try:
-        await (control.nodes_manager.initialize() if again else control.initialize())
-    except redis.exceptions.RedisClusterException as exc:
-        raise redis.ConnectionError(str(exc)) from exc
-    finally:
-        manager = control.nodes_manager
-        await asyncio.gather(*(node.disconnect() for name, node in manager.startup_nodes.items()
-                               if manager.nodes_cache.get(name) is not node),
-                             return_exceptions=True)
 
 
 async def _nothing(r: redis.asyncio.Redis) -> None:

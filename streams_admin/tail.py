@@ -9,6 +9,7 @@ CLIENT UNBLOCK makes that reader issue its XREAD again with the new key at once.
 Each entry is rendered once, for every viewer. Each viewer has a queue bounded in bytes; a
 slow one loses its oldest frames (and is told how many entries it skipped) instead of
 growing memory or delaying the others.
+On a cluster (tail_cluster.py) a shard per primary polls its streams instead.
 Readers are supervised: a Redis error makes one retry with backoff while its viewers learn
 why (`trouble`), and a key that is not a stream fails its own viewers, not its neighbours.
 """
@@ -16,7 +17,6 @@ why (`trouble`), and a key that is not a stream fails its own viewers, not its n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -28,12 +28,13 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from streams_admin import names
+from streams_admin import names, tail_cluster
 from streams_admin.redis import slot_map
+from streams_admin.tail_cluster import ClusterConnect
 from streams_admin.tail_shard import BLOCK_MS, Shard
 from streams_admin.values import Entry, id_key, parse_entry
 
-__all__ = ["BLOCK_MS", "Frame", "Hub", "Viewer"]
+__all__ = ["BLOCK_MS", "ClusterConnect", "Frame", "Hub", "Viewer"]
 
 READERS = 4  # reading connections per process (shards), however many streams are watched
 CONTROL = 2  # commands at once on the control connection(s): joins, scans, wake-ups
@@ -170,9 +171,9 @@ class Hub:
         self.clustered = False  # whether the control client is a cluster's
         self._redis: redis.asyncio.Redis | None = None
         self._slots = asyncio.Semaphore(CONTROL)
-        # On a cluster, one command at a time: the control client keeps one connection to each
-        # node it has spoken to, so a process holds at most two per primary.
-        self._one = asyncio.Lock()
+        # On a cluster, one command at a time: the control client then keeps one connection to
+        # each node it has spoken to, beside each primary's reading one (tail_cluster).
+        self.serial = asyncio.Lock()
         self._busy = 0  # commands waiting or running: the control client stays open for them
 
     async def command(self, call: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
@@ -184,7 +185,7 @@ class Hub:
                     self._redis = await self._control()
                 if not self.clustered:
                     return await call(self._redis)
-                async with self._one:
+                async with self.serial:
                     return await call(self._redis)
         finally:
             self._busy -= 1
@@ -202,40 +203,16 @@ class Hub:
         return r
 
     def shard_for(self, key: bytes) -> Shard:
-        """The shard to read key: the least busy one; on a cluster, its primary's (by the
-        control client's slot map, known once a command has run)."""
+        """The shard to read key: the least busy one; on a cluster, its primary's."""
         if not self.clustered or self._redis is None:
             return min(self.shards, key=lambda s: len(s.readers))
-        name = self._redis.get_node_from_key(key).name  # type: ignore[attr-defined]
-        if name not in self.node_shards:
-            self.node_shards[name] = Shard(self, node=name)
-        return self.node_shards[name]
+        return tail_cluster.node_shard(self, self._redis, key)  # type: ignore[arg-type]
 
     async def rehome(self) -> bool:
-        """On a cluster, after a node failed or redirected a read (failover, resharding): ask
-        for the slot map again and move each stream to its primary's shard; its viewers hear
-        of it. True if any moved."""
-        control = self._redis
-        if not self.clustered or control is None:
+        """On a cluster, after a node failed or redirected a read: see tail_cluster."""
+        if not self.clustered or self._redis is None:
             return False
-        with contextlib.suppress(redis.RedisError, redis.exceptions.RedisClusterException):
-            async with self._one:
-                await slot_map(control, again=True)
-        moved = False
-        for reader in list(self.readers.values()):
-            try:
-                shard = self.shard_for(reader.key)
-            except (redis.RedisError, redis.exceptions.RedisClusterException):
-                continue  # its slot is not served yet: the next try
-            if shard is reader.shard or self.readers.get(reader.key) is not reader:
-                continue
-            await reader.shard.remove(reader)
-            reader.shard = shard
-            shard.add(reader)
-            moved = True
-            for viewer in reader.viewers:
-                viewer.tell()
-        return moved
+        return await tail_cluster.rehome(self, self._redis)  # type: ignore[arg-type]
 
     async def join(self, key: bytes, viewer: Viewer, since: str | None,
                    backlog: int) -> tuple[str, list[Entry]]:
@@ -301,7 +278,8 @@ class Hub:
         if self._redis is None:
             await self.command(_nothing)  # the control client: a cluster's or a server's
         if self.clustered:
-            return await self.command(lambda r: _scan_primaries(r, pattern, limit, keep))
+            return await self.command(
+                lambda r: tail_cluster.scan_primaries(r, pattern, limit, keep))
         found: list[bytes] = []
         cursor = 0
         while True:
@@ -312,30 +290,8 @@ class Hub:
                 return found[:limit]
 
 
-@dataclass(frozen=True)
-class ClusterConnect:
-    """How the hub connects on a cluster: the control client routes by key; each primary's
-    shard reads with a plain client of that node."""
-
-    is_cluster: Callable[[], bool]  # blocking: asked once, in a thread
-    control: Callable[[], redis.asyncio.Redis]  # a redis.asyncio.RedisCluster
-    node: Callable[[str], redis.asyncio.Redis]  # host:port -> that node's client
-
-
 async def _nothing(r: redis.asyncio.Redis) -> None:
     return None
-
-
-async def _scan_primaries(r: redis.asyncio.RedisCluster, pattern: str, limit: int,
-                          keep: Callable[[bytes], bool]) -> list[bytes]:
-    """SCAN of every primary (a firehose covers them all, and a new stream on any)."""
-    found: dict[bytes, None] = {}  # a key moving in a resharding is seen on two nodes
-    async for key in r.scan_iter(match=pattern, count=1000, _type="stream"):
-        if keep(key):
-            found[key] = None
-            if len(found) >= limit:
-                break
-    return list(found)
 
 
 def not_a_stream(key: bytes, kind: str) -> str:

@@ -16,8 +16,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from streams_admin import conf, names, params, permissions
 from streams_admin.filters import TailOptions
-from streams_admin.redis import async_client
-from streams_admin.tail import BLOCK_MS, Frame, Hub, Viewer, shorten
+from streams_admin.redis import async_client, async_cluster_client, async_node_client, is_cluster
+from streams_admin.tail import BLOCK_MS, CONTROL_NAME, ClusterConnect, Frame, Hub, Viewer, shorten
 from streams_admin.tail_messages import (
     MESSAGE_BYTES,
     by_token,
@@ -51,7 +51,9 @@ def hub() -> Hub:
     """The running loop's hub (one per process under Daphne; one per test loop in tests)."""
     loop = asyncio.get_running_loop()
     if loop not in _hubs:
-        _hubs[loop] = Hub(lambda: async_client(BLOCK_MS / 1000), encoded_row)
+        _hubs[loop] = Hub(lambda: async_client(BLOCK_MS / 1000), encoded_row, ClusterConnect(
+            is_cluster, lambda: async_cluster_client(client_name=CONTROL_NAME),
+            lambda address: async_node_client(address)))
     return _hubs[loop]
 
 

@@ -5,9 +5,11 @@ All clients return bytes: keys, names and values in Redis may be any bytes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -137,9 +139,50 @@ def async_client(block_seconds: float = 0) -> redis.asyncio.Redis:
     """A new async client; a blocking read may wait block_seconds on top of the timeout."""
     options = _options()
     options["socket_timeout"] = conf.get("SOCKET_TIMEOUT") + block_seconds
-    # On a cluster this is still the named node's client: the live tail and counts read many
-    # keys in one XREAD / pipeline, which needs them grouped by node first (not done yet).
+    # On a cluster this is the named node's client only: the live tail and counts use
+    # async_cluster_client and async_node_client there.
     r = redis.asyncio.Redis.from_url(conf.redis_url(), **options)
+    _keep_pairs(r)
+    return r
+
+
+def async_cluster_client(**extra: object) -> redis.asyncio.RedisCluster:
+    """A new async cluster client (REDIS_URL names one node): commands routed by key, one
+    pool per node, a pipeline sent to each node at once."""
+    options = _options() | extra
+    r = redis.asyncio.RedisCluster.from_url(conf.redis_url(), **options)
+    _keep_pairs(r)  # the nodes share the cluster's response callbacks
+    return r
+
+
+async def slot_map(r: redis.asyncio.RedisCluster, again: bool = False) -> None:
+    """Ask the cluster for its slot map (again: a node failed or redirected a read made on it
+    directly). A cluster not answering is Redis down."""
+    try:
+        await (r.nodes_manager.initialize() if again else r.initialize())
+    except redis.exceptions.RedisClusterException as exc:
+        raise redis.ConnectionError(str(exc)) from exc
+    finally:
+        await drop_startup_connections(r)
+
+
+async def drop_startup_connections(r: redis.asyncio.RedisCluster) -> None:
+    """Close what asking for the slot map left open on the node REDIS_URL names (kept apart
+    from that node's own client): a cluster client holds one connection per node, no more."""
+    manager = r.nodes_manager
+    await asyncio.gather(*(node.disconnect() for name, node in manager.startup_nodes.items()
+                           if manager.nodes_cache.get(name) is not node),
+                         return_exceptions=True)
+
+
+def async_node_client(address: str, **extra: object) -> redis.asyncio.Redis:
+    """A new async plain client of the cluster's node at host:port, with REDIS_URL's
+    credentials and options (its host and port replaced)."""
+    parts = urlsplit(conf.redis_url())
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{address}" if credentials else address
+    r = redis.asyncio.Redis.from_url(urlunsplit(parts._replace(netloc=netloc)),
+                                     **(_options() | extra))
     _keep_pairs(r)
     return r
 

@@ -1,8 +1,9 @@
 """Live counts: one sampler per process serves every stats socket.
 
 Each STATS_INTERVAL the sampler reads every stream some page watches, once for all of them,
-through one Redis connection: the read model's own pipelines (streams.queue_infos, then
-queue_counts for the lags Redis cannot give), so a live figure is the figure the page shows.
+through one Redis connection (on a cluster, one per node): the read model's own pipelines
+(streams.queue_infos, then queue_counts for the lags Redis cannot give), so a live figure is
+the figure the page shows.
 Each stream's figures are JSON-encoded once per change; a socket gets the streams it watches
 whose figures changed since its previous message (all of them in its first).
 
@@ -28,7 +29,14 @@ import redis.asyncio
 
 from streams_admin import conf, names, params, streams
 from streams_admin.consumers import JsonConsumer, _staff
-from streams_admin.redis import Server, async_client, server_from_info
+from streams_admin.redis import (
+    Server,
+    async_client,
+    async_cluster_client,
+    drop_startup_connections,
+    is_cluster,
+    server_from_info,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +113,18 @@ class Sampler:
             await task
 
     async def run(self) -> None:
-        client = self.connect()
+        client: redis.asyncio.Redis | None = None
         server: Server | None = None
         backoff = BACKOFF[0]
         try:
             while True:
                 try:
-                    server = server or server_from_info(await client.info("server"))
+                    # In a thread: connect() may ask the server whether it is a cluster.
+                    client = client or await asyncio.to_thread(self.connect)
+                    server = server or server_from_info(await _server_info(client))
                     await self.sample(client, server)
+                    if isinstance(client, redis.asyncio.RedisCluster):
+                        await drop_startup_connections(client)  # one per node, no more
                 except Exception as exc:  # supervised: say so, wait, try again
                     server = None
                     self.fail(exc)
@@ -122,7 +134,8 @@ class Sampler:
                 backoff = BACKOFF[0]
                 await asyncio.sleep(conf.get("STATS_INTERVAL"))
         finally:
-            await client.aclose()
+            if client is not None:
+                await client.aclose()
 
     def fail(self, exc: Exception) -> None:
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
@@ -213,7 +226,17 @@ class Sampler:
         return f'{{"type": "stats", "streams": {{{", ".join(changed)}}}}}'
 
 
+async def _server_info(client: redis.asyncio.Redis) -> dict[str, Any]:
+    if isinstance(client, redis.asyncio.RedisCluster):  # one node's: they run one version
+        return await client.info("server", target_nodes=redis.asyncio.RedisCluster.RANDOM)
+    return await client.info("server")
+
+
 def _connect() -> redis.asyncio.Redis:
+    if is_cluster():
+        # Pipelines routed by key: one round trip to each node holding some of the keys, one
+        # connection per node; the lag counts (EVAL) go to each key's node too.
+        return async_cluster_client(client_name=CLIENT_NAME)  # type: ignore[return-value]
     client = async_client()
     # Named, on every (re)connection: an operator's CLIENT LIST shows what holds it.
     client.connection_pool.connection_kwargs["client_name"] = CLIENT_NAME

@@ -9,6 +9,7 @@ CLIENT UNBLOCK makes that reader issue its XREAD again with the new key at once.
 Each entry is rendered once, for every viewer. Each viewer has a queue bounded in bytes; a
 slow one loses its oldest frames (and is told how many entries it skipped) instead of
 growing memory or delaying the others.
+On a cluster (tail_cluster.py) a shard per primary polls its streams instead.
 Readers are supervised: a Redis error makes one retry with backoff while its viewers learn
 why (`trouble`), and a key that is not a stream fails its own viewers, not its neighbours.
 """
@@ -27,11 +28,13 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from streams_admin import names
+from streams_admin import names, tail_cluster
+from streams_admin.redis import slot_map
+from streams_admin.tail_cluster import ClusterConnect
 from streams_admin.tail_shard import BLOCK_MS, Shard
 from streams_admin.values import Entry, id_key, parse_entry
 
-__all__ = ["BLOCK_MS", "Frame", "Hub", "Viewer"]
+__all__ = ["BLOCK_MS", "ClusterConnect", "Frame", "Hub", "Viewer"]
 
 READERS = 4  # reading connections per process (shards), however many streams are watched
 CONTROL = 2  # commands at once on the control connection(s): joins, scans, wake-ups
@@ -154,15 +157,23 @@ class Hub:
     viewer's leave, by one of at most READERS shards."""
 
     def __init__(self, connect: Callable[[], redis.asyncio.Redis],
-                 render: Callable[[bytes, Entry], str]) -> None:
+                 render: Callable[[bytes, Entry], str],
+                 cluster: ClusterConnect | None = None) -> None:
         """connect: a new client (each shard has its own); render: an entry's row as the
-        sockets send it (called once per entry read)."""
+        sockets send it (called once per entry read); cluster: how to connect when REDIS_URL
+        names a node of a cluster (None: never a cluster)."""
         self.connect = connect
         self.render = render
+        self.cluster = cluster
         self.readers: dict[bytes, Reader] = {}
         self.shards = [Shard(self) for _ in range(READERS)]
+        self.node_shards: dict[str, Shard] = {}  # on a cluster: a shard per primary instead
+        self.clustered = False  # whether the control client is a cluster's
         self._redis: redis.asyncio.Redis | None = None
         self._slots = asyncio.Semaphore(CONTROL)
+        # On a cluster, one command at a time: the control client then keeps one connection to
+        # each node it has spoken to, beside each primary's reading one (tail_cluster).
+        self.serial = asyncio.Lock()
         self._busy = 0  # commands waiting or running: the control client stays open for them
 
     async def command(self, call: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
@@ -171,12 +182,37 @@ class Hub:
         try:
             async with self._slots:
                 if self._redis is None:
-                    self._redis = self.connect()
-                    self._redis.set_retry(Retry(NoBackoff(), 1))  # a pooled one gone stale
-                    self._redis.connection_pool.connection_kwargs["client_name"] = CONTROL_NAME
-                return await call(self._redis)
+                    self._redis = await self._control()
+                if not self.clustered:
+                    return await call(self._redis)
+                async with self.serial:
+                    return await call(self._redis)
         finally:
             self._busy -= 1
+
+    async def _control(self) -> redis.asyncio.Redis:
+        if self.cluster is not None and await asyncio.to_thread(self.cluster.is_cluster):
+            self.clustered = True
+            control = self.cluster.control()
+            await slot_map(control)
+            return control
+        self.clustered = False
+        r = self.connect()
+        r.set_retry(Retry(NoBackoff(), 1))  # a pooled one gone stale
+        r.connection_pool.connection_kwargs["client_name"] = CONTROL_NAME
+        return r
+
+    def shard_for(self, key: bytes) -> Shard:
+        """The shard to read key: the least busy one; on a cluster, its primary's."""
+        if not self.clustered or self._redis is None:
+            return min(self.shards, key=lambda s: len(s.readers))
+        return tail_cluster.node_shard(self, self._redis, key)  # type: ignore[arg-type]
+
+    async def rehome(self) -> bool:
+        """On a cluster, after a node failed or redirected a read: see tail_cluster."""
+        if not self.clustered or self._redis is None:
+            return False
+        return await tail_cluster.rehome(self, self._redis)  # type: ignore[arg-type]
 
     async def join(self, key: bytes, viewer: Viewer, since: str | None,
                    backlog: int) -> tuple[str, list[Entry]]:
@@ -188,7 +224,7 @@ class Hub:
             position = await self.command(lambda r: _position(r, key))
             reader = self.readers.get(key)  # another viewer may have started it meanwhile
             if reader is None:
-                shard = min(self.shards, key=lambda s: len(s.readers))
+                shard = self.shard_for(key)
                 reader = self.readers[key] = Reader(key, position, shard)
                 shard.add(reader)
         reader.viewers.add(viewer)
@@ -239,6 +275,11 @@ class Hub:
 
     async def scan(self, pattern: str, limit: int, keep: Callable[[bytes], bool]) -> list[bytes]:
         """Up to `limit` streams matching `pattern` that `keep` accepts."""
+        if self._redis is None:
+            await self.command(_nothing)  # the control client: a cluster's or a server's
+        if self.clustered:
+            return await self.command(
+                lambda r: tail_cluster.scan_primaries(r, pattern, limit, keep))
         found: list[bytes] = []
         cursor = 0
         while True:
@@ -247,6 +288,10 @@ class Hub:
             found += filter(keep, keys)
             if not cursor or len(found) >= limit:
                 return found[:limit]
+
+
+async def _nothing(r: redis.asyncio.Redis) -> None:
+    return None
 
 
 def not_a_stream(key: bytes, kind: str) -> str:

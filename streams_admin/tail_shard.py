@@ -4,6 +4,15 @@ A process has a few of these (tail.READERS) however many streams its sockets wat
 Redis connections stay a handful. A new stream must not wait for the block in flight to end:
 CLIENT UNBLOCK, sent on the hub's control connection, ends it early (as if it timed out), and
 the loop issues its XREAD again with every stream it has now.
+
+On a cluster a shard reads one primary's streams. XREAD with keys of different slots fails
+(CROSSSLOT) even on one node, so a single blocking XREAD cannot cover them: one blocking XREAD
+per slot would need a connection per slot watched (thousands), so instead the shard polls: a
+pipeline of one non-blocking XREAD per slot group every POLL_INTERVAL, on one connection per
+primary. The trade-off: commands grow with the slots watched and idle streams cost a poll,
+but connections stay one per primary, and an entry waits at most POLL_INTERVAL. A failed or
+redirected read (failover, resharding) makes the hub ask for the slot map again and move the
+streams to the shard of the node holding them now.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 
 if TYPE_CHECKING:
     from streams_admin.tail import Hub, Reader
@@ -27,8 +37,17 @@ FRAME_INTERVAL = 0.05  # seconds: a shard hands out at most 20 frames/s per stre
 BLOCK_MS = 1000
 READ_COUNT = 1000  # entries per stream per XREAD
 MAX_BACKOFF = 5.0  # seconds between a failing shard's attempts, at most
+POLL_INTERVAL = 0.05  # seconds between a cluster shard's reads when nothing came
 WAKE_TRIES = 50  # x 20 ms (about one block): an XREAD not yet blocking cannot be unblocked
 READ_NAME = "streams-admin:tail-read"  # in CLIENT LIST
+
+
+def _cluster_moved(exc: Exception) -> bool:
+    """A node gone or failing over, or a key's slot served elsewhere now."""
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError
+                      | redis.exceptions.AskError | redis.exceptions.TryAgainError
+                      | redis.exceptions.ClusterDownError) or \
+        str(exc).startswith(("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN"))
 
 
 class Shard:
@@ -36,8 +55,9 @@ class Shard:
     its last. Supervised: a failed read is retried with backoff, and `trouble` says why it
     is not reading until a read works again (the viewers are told of each change)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, node: str | None = None) -> None:
         self.hub = hub
+        self.node = node  # on a cluster, host:port of the primary whose streams it reads
         self.readers: dict[bytes, Reader] = {}
         self.trouble: str | None = None
         self.reads = 0  # XREAD calls, for tests and benchmarks
@@ -102,6 +122,8 @@ class Shard:
                 reader.hand_out(items)
 
     async def _read(self) -> tuple[dict[bytes, Reader], object]:
+        if self.node is not None:
+            return await self._poll()
         if self._client is None:
             self._client = self.hub.connect()
             self._client.set_retry(Retry(NoBackoff(), 0))  # this loop retries, and says why
@@ -122,10 +144,47 @@ class Shard:
         self.reads += 1
         return readers, reply
 
+    async def _poll(self) -> tuple[dict[bytes, Reader], object]:
+        """A cluster shard's read: one XREAD per slot group, in one pipeline; a pause when
+        nothing came."""
+        if self._client is None:
+            assert self.node is not None and self.hub.cluster is not None
+            self._client = self.hub.cluster.node(self.node)
+            self._client.set_retry(Retry(NoBackoff(), 0))  # this loop retries, and says why
+            self._client.connection_pool.connection_kwargs["client_name"] = READ_NAME
+        readers = dict(self.readers)
+        slots: dict[int, dict[bytes, str]] = {}
+        for key, reader in readers.items():
+            slots.setdefault(key_slot(key), {})[key] = reader.last_id
+        pipe = self._client.pipeline(transaction=False)
+        for streams in slots.values():
+            pipe.xread(streams, count=READ_COUNT)
+        reply: list = []
+        errors: list[Exception] = []
+        for answer in await pipe.execute(raise_on_error=False) if slots else []:
+            if isinstance(answer, Exception):
+                errors.append(answer)  # that slot group's: a key moved, or not a stream
+            else:
+                reply += answer.items() if isinstance(answer, dict) else answer or []
+        self.reads += 1
+        if errors:  # the other groups' entries first: one slot's trouble stalls no other
+            self._hand_out(readers, reply)
+            raise errors[0]
+        if not reply:
+            await asyncio.sleep(POLL_INTERVAL)
+        return readers, reply
+
     async def _recover(self, exc: Exception) -> bool:
         """After a failed read: streams that turned into another type fail their own viewers
         and the others are read again at once (True); any other error is the shard's trouble,
-        and its viewers are told until a read works."""
+        and its viewers are told until a read works. On a cluster, a node down or a key
+        redirected moves the streams to the node holding them now (True if any moved)."""
+        if self.node is not None and _cluster_moved(exc):
+            self._set_trouble(f"Redis is not answering ({exc})"
+                              if isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+                              else f"The cluster is moving this stream ({exc}).")
+            log.warning("tail: %s; reading from the cluster's slot map again", self.trouble)
+            return await self.hub.rehome()
         if isinstance(exc, redis.ResponseError):
             with contextlib.suppress(redis.RedisError):
                 if await self.hub.fail_wrong_types(list(self.readers)):

@@ -1,0 +1,114 @@
+"""Live tail on a cluster, side by side with a standalone server: connections, idle reads and
+delivery latency for N tailed streams (the hub in this process, private servers).
+
+On a cluster each primary's shard polls (one non-blocking XREAD per slot group, in one
+pipeline, every tail_shard.POLL_INTERVAL when nothing came) instead of one XREAD BLOCK: this
+measures what that costs. Per setup: the tail's connections (CLIENT LIST, every node), XREAD
+commands per second Redis runs while nothing is written (INFO commandstats, every node), and
+the median time from XADD to the entry in a viewer's queue.
+
+    .venv/bin/python bench/cluster_tail.py --streams 60 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only")
+
+import django  # noqa: E402
+
+django.setup()
+
+import redis  # noqa: E402
+from django.test import override_settings  # noqa: E402
+
+from streams_admin import consumers, tail, tail_shard  # noqa: E402
+from streams_admin.tail import Viewer  # noqa: E402
+from tests.cluster_server import RedisCluster  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+IDLE = 3.0  # seconds of nothing written, to count the reads
+
+
+def nodes_stats(urls: list[str]) -> tuple[int, int]:
+    """(the tail's connections, XREAD calls so far) over these nodes."""
+    conns = calls = 0
+    for url in urls:
+        plain = redis.Redis.from_url(url)
+        conns += sum(1 for c in plain.client_list()
+                     if c["name"] in (tail.CONTROL_NAME, tail_shard.READ_NAME))
+        calls += plain.info("commandstats").get("cmdstat_xread", {}).get("calls", 0)
+        plain.close()
+    return conns, calls
+
+
+async def run(urls: list[str], writer: redis.Redis, n: int) -> dict[str, float]:
+    keys = [f"bench:{n}:{i}".encode() for i in range(n)]
+    for key in keys:
+        writer.xadd(key, {"n": "0"})
+    hub = consumers.hub()
+    viewers = {key: Viewer(1 << 20) for key in keys}
+    for key, viewer in viewers.items():
+        await hub.join(key, viewer, None, 0)
+    await asyncio.sleep(0.5)
+    _, before = nodes_stats(urls)
+    await asyncio.sleep(IDLE)
+    conns, after = nodes_stats(urls)
+    latencies = []
+    for key in keys[:: max(1, n // 30)]:  # 30 samples
+        viewer = viewers[key]
+        viewer.frames.clear()
+        await asyncio.sleep(0.1)  # past the shard's FRAME_INTERVAL pause after a delivery
+        started = time.perf_counter()
+        writer.xadd(key, {"n": "1"})
+        while not viewer.frames:
+            await asyncio.sleep(0.001)
+        latencies.append(time.perf_counter() - started)
+    for key, viewer in viewers.items():
+        await hub.leave(key, viewer)
+    return {"connections": conns, "xread_per_s": (after - before) / IDLE,
+            "latency_ms": statistics.median(latencies) * 1000}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", type=int, nargs="+", default=[60, 600])
+    args = parser.parse_args()
+    server, cluster = RedisServer().start(), RedisCluster().start()
+    try:
+        plain = redis.Redis.from_url(server.url)
+        rc = cluster.client()
+        setups = {"standalone": (server.url, [server.url], plain),
+                  "cluster": (cluster.url, [node.url for node in cluster.nodes], rc)}
+        print("| streams | setup | tail connections | XREAD/s idle | XADD→queue ms (median) |")
+        print("|---:|---|---:|---:|---:|")
+        for n in args.streams:
+            results = {}
+            for name, (url, urls, writer) in setups.items():
+                with override_settings(REDIS_URL=url):
+                    results[name] = asyncio.run(run(urls, writer, n))
+                r = results[name]
+                print(f"| {n} | {name} | {r['connections']} | {r['xread_per_s']:.0f} "
+                      f"| {r['latency_ms']:.1f} |")
+            ratio = results["cluster"]["latency_ms"] / results["standalone"]["latency_ms"]
+            print(f"| {n} | ratio cluster/standalone latency | | | {ratio:.2f} |")
+        plain.close()
+        rc.close()
+    finally:
+        server.stop()
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

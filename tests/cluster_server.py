@@ -12,6 +12,14 @@ import redis
 from tests.redis_server import RedisServer, free_port
 
 NODE_TIMEOUT_MS = 2000
+# A node's cluster bus listens on its port + 10000, so its port must be 55535 or less.
+MAX_PORT = 55535
+
+
+def cluster_port() -> int:
+    while (port := free_port()) > MAX_PORT:
+        pass
+    return port
 
 
 class ClusterNode(RedisServer):
@@ -31,7 +39,7 @@ class RedisCluster:
         if shutil.which("redis-cli") is None:
             raise RuntimeError("redis-cli is not installed (apt-get install redis-server)")
         self.replicas = replicas
-        self.nodes = [ClusterNode(free_port()) for _ in range(primaries * (1 + replicas))]
+        self.nodes = [ClusterNode(cluster_port()) for _ in range(primaries * (1 + replicas))]
         self.url = self.nodes[0].url
 
     def start(self, timeout: float = 30) -> RedisCluster:

@@ -13,6 +13,14 @@ import redis
 from tests.redis_server import RedisServer, free_port
 
 NODE_TIMEOUT_MS = 2000
+# A node's cluster bus listens on its port + 10000, so its port must be 55535 or less.
+MAX_PORT = 55535
+
+
+def cluster_port() -> int:
+    while (port := free_port()) > MAX_PORT:
+        pass
+    return port
 
 
 def cluster_port() -> int:

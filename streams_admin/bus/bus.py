@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 
 from streams_admin.bus import history, requests
+from streams_admin.bus.cluster import BusCluster, ClusterCoalescer
 from streams_admin.bus.coalesce import Coalescer
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.consumer import Consumer
@@ -39,6 +42,18 @@ class EventBus:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: tuple[aioredis.Redis, aioredis.Redis, aioredis.Redis] | None = None
         self._publisher: Publisher | None = None
+        self._cluster: bool | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def cluster(self) -> bool:
+        """Whether redis_url names a node of a Redis Cluster (asked once, on first use)."""
+        if self._cluster is None:
+            self._cluster = self.config.cluster
+        if self._cluster is None:
+            self._cluster = _is_cluster(self.config.redis_url)
+        return self._cluster
 
     # -- configuration and connections -------------------------------------------------
 
@@ -55,7 +70,7 @@ class EventBus:
 
     @property
     def keys(self) -> Keys:
-        return Keys(self.config.prefix)
+        return Keys(self.config.prefix, self.config.hash_tags)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -81,9 +96,22 @@ class EventBus:
         if self._clients is None or self._loop is not loop:
             # Connections belong to one event loop; a new loop (a new asyncio.run) gets its own.
             self._loop, self._publisher = loop, None
-            self._clients = (self._connect(socket_timeout=5.0), self._connect(socket_timeout=None),
-                             self._connect_replies())
+            if self.cluster:
+                self._clients = (self._connect_cluster(5.0), self._connect_cluster(None),
+                                 self._connect_cluster(None))
+            else:
+                self._clients = (self._connect(socket_timeout=5.0),
+                                 self._connect(socket_timeout=None), self._connect_replies())
         return self._clients
+
+    def _connect_cluster(self, socket_timeout: float | None) -> Any:
+        # redis-py's cluster client follows MOVED/ASK and, after a failover, refreshes the
+        # slot map and retries: a retried XADD may store an event twice (docs/bus.md).
+        # No maintenance notifications: the handshake (CLIENT MAINT_NOTIFICATIONS) on each new
+        # connection fails on a self-hosted Redis and broke concurrent connects.
+        return BusCluster.from_url(
+            self.config.redis_url, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+            socket_keepalive=True, maint_notifications_config=MaintNotificationsConfig(False))
 
     def _connect(self, socket_timeout: float | None) -> aioredis.Redis:
         # No retries inside redis-py: a retried XADD could publish twice; the bus backs off.
@@ -102,9 +130,10 @@ class EventBus:
 
     def _coalescer(self, *, transaction: bool) -> Coalescer:
         c = self.config
-        return Coalescer(self.client, transaction=transaction, max_commands=c.pipeline_size,
-                         retry_s=c.publish_retry_s, backoff_s=c.backoff_s,
-                         backoff_max_s=c.backoff_max_s)
+        kind = ClusterCoalescer if self.cluster else Coalescer
+        return kind(self.client, transaction=transaction, max_commands=c.pipeline_size,
+                    retry_s=c.publish_retry_s, backoff_s=c.backoff_s,
+                    backoff_max_s=c.backoff_max_s)
 
     async def aclose(self) -> None:
         if self._publisher is not None:
@@ -132,8 +161,20 @@ class EventBus:
 
     async def request(self, event_type: str, data: dict[str, Any],
                       timeout: float = 30.0) -> Any | None:
+        if self.cluster:
+            return await requests.request_on_cluster(
+                self._publishing(), self.replies_client(), self._request_slots(), self.keys,
+                event_type, data, timeout)
         return await requests.request(self._publishing(), self.replies_client(), self.keys,
                                       event_type, data, timeout)
+
+    def _request_slots(self) -> asyncio.Semaphore:
+        # On a cluster requests wait through redis-py's client: this bounds how many block.
+        self._connections()
+        if self._slots is None or self._slots_loop is not self._loop:
+            self._slots = asyncio.Semaphore(self.config.request_connections)
+            self._slots_loop = self._loop
+        return self._slots
 
     # -- history and trimming -----------------------------------------------------------
 
@@ -198,6 +239,19 @@ class EventBus:
     def _new_consumer(self, group: str, name: str) -> Consumer:
         handling = Handling(self.config, self.keys, self.metrics, group, name,
                             acks=self._coalescer(transaction=True),
-                            commands=self._coalescer(transaction=False))
+                            commands=self._coalescer(transaction=False),
+                            cluster=self.cluster)
         subscriptions = {self.keys.stream(t): s for t, s in self._subscriptions.items()}
         return Consumer(self.config, self.client, self.blocking_client, handling, subscriptions)
+
+
+def _is_cluster(url: str) -> bool:
+    """`INFO cluster` on the node the URL names. Asked once, synchronously (a few ms on
+    first use); a Redis that is down then is taken for a standalone one, as before."""
+    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()

@@ -18,6 +18,7 @@ ENV = {
     "min_idle_ms": ("BUS_MIN_IDLE_MS", int),
     "maxlen": ("BUS_MAXLEN", int),
     "request_connections": ("BUS_REQUEST_CONNECTIONS", int),
+    "hash_tags": ("BUS_HASH_TAGS", lambda v: v.lower() in ("1", "true", "yes", "on")),
 }
 
 
@@ -51,6 +52,10 @@ class BusConfig:
     pipeline_size: int = 1_000
     # Connections request() may block on at once, waiting for replies; more requests queue.
     request_connections: int = 8
+    # Redis Cluster: None asks the server (`INFO cluster`) on first connect.
+    cluster: bool | None = None
+    # Name keys `{prefix}{event_type}` etc. with `{event_type}` (same slot on a cluster).
+    hash_tags: bool = False
 
     @classmethod
     def build(cls, **overrides: Any) -> BusConfig:

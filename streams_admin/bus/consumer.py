@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from streams_admin.bus import coalesce
+from streams_admin.bus.cluster import TRANSIENT, guarded, slot_of
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import text
 from streams_admin.bus.handling import Handling, Subscription, cancelled_quietly
@@ -21,6 +22,8 @@ log = logging.getLogger("streams_admin.bus")
 
 Unavailable = coalesce.Unavailable
 EntryKey = tuple[str, str]  # (stream, entry ID)
+# How long past its BLOCK a read on a cluster may take to answer before it counts as lost.
+READ_GRACE_S = 5.0
 
 
 @dataclass
@@ -38,6 +41,8 @@ class Consumer:
     _reading: asyncio.Future[Any] | None = None
     _failures: int = 0
     _blocked: bool = False  # in the blocking part of a read (acks written with it are done)
+    # On a cluster: one XREADGROUP in flight per slot's streams (cluster.py), kept across turns.
+    _reads: dict[tuple[str, ...], asyncio.Task[Any]] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -66,6 +71,7 @@ class Consumer:
     async def _run_once(self) -> None:
         try:
             await self._ensure_groups()
+            await self._cancel_reads()
             await self._recover_own()  # our own pending list first, then new entries
             await self._read_loop()
         except asyncio.CancelledError:
@@ -76,7 +82,7 @@ class Consumer:
                 log.warning("group %s is gone; creating it again", self.group)
             else:  # e.g. WRONGTYPE: an operator may fix the key; keep trying, slowly
                 await self._back_off(error)
-        except Unavailable as error:
+        except TRANSIENT as error:  # standalone: Redis away; a cluster: also a failover
             await self._back_off(error)
 
     async def _back_off(self, error: Exception) -> None:
@@ -93,6 +99,8 @@ class Consumer:
             # delivered entries, they wait in our pending list (taken up on our next start,
             # or reclaimed by another consumer after min_idle).
             self._reading.cancel()
+        for read in self._reads.values():  # on a cluster: the other slots' blocked reads
+            read.cancel()
 
     async def _ensure_groups(self) -> None:
         for stream in self.subscriptions:
@@ -108,7 +116,9 @@ class Consumer:
         while not self._stopping:
             await self._wait_for_slot()
             if time.monotonic() >= next_check:
-                await self._recover_own()
+                # On a cluster other slots' reads are in flight: what they were just given is
+                # in our pending list but not in hand yet, so only older entries are ours.
+                await self._recover_own(self.config.min_idle_ms if self._reads else None)
                 await self._autoclaim()
                 next_check = time.monotonic() + self.config.claim_interval_s
             if self._stopping or self._free() == 0:
@@ -134,6 +144,8 @@ class Consumer:
     async def _read_raw(self, count: int, block: int) -> list[tuple[Any, list[Any]]]:
         """XREADGROUP, with the acks waiting to go out written just before it: one round
         trip per batch read instead of two."""
+        if self.handling.cluster:
+            return await self._read_slots(count, block)
         acks = self.handling.acks
         command = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", count, "BLOCK", block,
                    "STREAMS", *self.subscriptions, *[">"] * len(self.subscriptions))
@@ -158,6 +170,46 @@ class Consumer:
         # RESP3 answers a map of streams, RESP2 a list of [stream, entries] pairs.
         streams = reply.items() if isinstance(reply, dict) else reply or []
         return [(stream, [(i, _pairs(f)) for i, f in entries]) for stream, entries in streams]
+
+    async def _read_slots(self, count: int, block: int) -> list[tuple[Any, list[Any]]]:
+        """On a cluster one XREADGROUP may only name streams of one slot: one blocking read
+        per slot, all in flight at once; whichever answers first is handled, the others
+        keep waiting for the next turn. Acks go out by themselves (their own pipelines)."""
+        client = self.blocking()
+        await client.initialize()  # learn the slot map once, not in each read at once
+        for streams in self._slot_groups():
+            if streams not in self._reads:
+                self._reads[streams] = asyncio.create_task(guarded(client, client.execute_command(
+                    "XREADGROUP", "GROUP", self.group, self.name, "COUNT", count,
+                    "BLOCK", block, "STREAMS", *streams, *[">"] * len(streams)),
+                    timeout=block / 1000 + READ_GRACE_S))
+        if self._stopping:  # stop() came while we started reads: it did not cancel these
+            raise asyncio.CancelledError
+        self._blocked = True
+        try:
+            await asyncio.wait(self._reads.values(), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._blocked = False
+        replies = []
+        for streams, read in list(self._reads.items()):
+            if read.done():
+                del self._reads[streams]
+                replies.append(read.result())
+        # Parsed by redis-py: [stream, [(id, fields), ...]] pairs (a map under RESP3).
+        return [pair for reply in replies
+                for pair in (reply.items() if isinstance(reply, dict) else reply or [])]
+
+    async def _cancel_reads(self) -> None:
+        """Entries a cancelled read was given wait in our pending list (_recover_own)."""
+        for read in self._reads.values():
+            await cancelled_quietly(read)
+        self._reads.clear()
+
+    def _slot_groups(self) -> list[tuple[str, ...]]:
+        by_slot: dict[int, list[str]] = {}
+        for stream in self.subscriptions:
+            by_slot.setdefault(slot_of(stream), []).append(stream)
+        return [tuple(streams) for streams in by_slot.values()]
 
     def _in_hand(self) -> int:
         return len(self._in_flight)
@@ -209,7 +261,7 @@ class Consumer:
         self._in_flight.pop(key, None)
         self._slot_free.set()
 
-    async def _recover_own(self) -> None:
+    async def _recover_own(self, idle: int | None = None) -> None:
         """Our own pending entries not running now: after a restart, or claimed to us."""
         now = time.monotonic()
         # Forget waits that are over (some of those entries went to other consumers meanwhile).
@@ -219,7 +271,7 @@ class Consumer:
             if free <= 0:
                 return
             rows = await self.client().xpending_range(
-                stream, self.group, min="-", max="+", consumername=self.name,
+                stream, self.group, min="-", max="+", consumername=self.name, idle=idle,
                 count=free + len(self._in_flight) + len(self._retry_after))
             wanted = {text(r["message_id"]): r["times_delivered"] + 1 for r in rows
                       if self._eligible((stream, text(r["message_id"])), now)}
@@ -260,6 +312,7 @@ class Consumer:
 
     async def _finish(self) -> None:
         """Graceful stop: let running handlers finish (within stop_timeout), flush acks."""
+        await self._cancel_reads()
         tasks = [t for t in self._in_flight.values() if t is not None and not t.done()]
         if tasks:
             log.info("consumer %s stopping: waiting for %d handlers", self.name, len(tasks))

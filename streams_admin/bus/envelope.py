@@ -156,12 +156,17 @@ def time_to_id(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """Stream names under one prefix (the spec's `agent:stream:`)."""
+    """Stream names under one prefix (the spec's `agent:stream:`); with `hash_tags` the event
+    type is named `{event_type}` in its stream, dead-letter and marker keys (one slot each)."""
 
     prefix: str
+    hash_tags: bool = False
+
+    def _tag(self, event_type: str) -> str:
+        return wire.hash_tag(event_type) if self.hash_tags else event_type
 
     def stream(self, event_type: str) -> str:
-        return wire.stream_key(self.prefix, event_type)
+        return wire.stream_key(self.prefix, self._tag(event_type))
 
     def response(self, correlation_id: str) -> str:
         return wire.response_key(self.prefix, correlation_id)
@@ -171,11 +176,12 @@ class Keys:
         return key.startswith(self.prefix + RESPONSE) and len(key) > len(self.prefix + RESPONSE)
 
     def deadletter(self, event_type: str) -> str:
-        return wire.dead_letter_key(self.prefix, event_type)
+        return wire.dead_letter_key(self.prefix, self._tag(event_type))
 
     def event_type(self, stream: str) -> str:
-        return stream[len(self.prefix):] if stream.startswith(self.prefix) else stream
+        name = stream[len(self.prefix):] if stream.startswith(self.prefix) else stream
+        return wire.untag(name) if self.hash_tags else name
 
     def done(self, group: str, event_type: str, event_id: str) -> str:
         """The idempotency marker of one event in one group (see wire.idempotency_key)."""
-        return wire.idempotency_key(self.prefix, group, event_type, event_id)
+        return wire.idempotency_key(self.prefix, group, self._tag(event_type), event_id)

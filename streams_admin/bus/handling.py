@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from streams_admin.bus import wire
+from streams_admin.bus import cluster, wire
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
@@ -23,6 +23,9 @@ log = logging.getLogger("streams_admin.bus")
 
 Handler = Callable[..., Awaitable[Any] | Any]
 Outcome = list[Command] | None
+
+# How many of the newest dead letters a retry looks through for its own copy (cluster only).
+RECOGNISE = 200
 
 
 class FatalError(Exception):
@@ -60,6 +63,7 @@ class Handling:
     consumer: str
     acks: Coalescer  # MULTI pipelines: an ack goes with its reply or dead-letter entry
     commands: Coalescer  # plain pipelines for reads and markers
+    cluster: bool = False  # cross-slot commits are two steps there (cluster.py)
 
     @cached_property
     def markers(self) -> Markers:
@@ -72,12 +76,12 @@ class Handling:
         try:
             envelope = decode(stream, entry_id, fields, deliveries)
         except MalformedEntry as error:
-            return self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
                                     "malformed")
         if deliveries > self.config.max_deliveries:
             # Delivered this often without an ack or a recorded failure: it kills consumers.
             error = RuntimeError(f"delivered {deliveries} times without finishing")
-            return self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
                                     "max_deliveries")
         if sub.idempotent:
             return await self._once(sub, envelope, fields)
@@ -135,7 +139,7 @@ class Handling:
         log.warning("handler failed for %s (delivery %d): %r", sub.event_type,
                     envelope.delivery_count, error, extra=_log_extra(envelope))
         if fatal or envelope.delivery_count >= self.config.max_deliveries:
-            return self.dead_letter(sub, envelope.stream, envelope.entry_id, fields, error,
+            return await self.dead_letter(sub, envelope.stream, envelope.entry_id, fields, error,
                                     envelope.delivery_count,
                                     "fatal" if fatal else "max_deliveries")
         if sub.idempotent:
@@ -156,9 +160,9 @@ class Handling:
         # The expiry cleans up after a requester that gave up before the reply came.
         return [xadd(stream, reply), ("EXPIRE", stream, self.config.response_ttl_s)]
 
-    def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
-                    fields: dict[bytes, bytes], error: BaseException, deliveries: int,
-                    reason: str) -> Outcome:
+    async def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
+                          fields: dict[bytes, bytes], error: BaseException, deliveries: int,
+                          reason: str) -> Outcome:
         record: dict[bytes | str, bytes | str] = dict(fields or {})
         record.update({
             wire.ERROR: f"{type(error).__name__}: {error}", wire.REASON: reason,
@@ -170,8 +174,24 @@ class Handling:
         log.error("dead-lettered %s %s after %d deliveries (%s): %s", stream, entry_id,
                   deliveries, reason, error,
                   extra={"event_id": _text(fields, wire.EVENT_ID), "entry_id": entry_id})
-        ops: list[Command] = [xadd(self.keys.deadletter(sub.event_type), record)]
-        return self._commit(stream, entry_id, ops)
+        dead = self.keys.deadletter(sub.event_type)
+        if deliveries > 1 and await self._copied_before(dead, stream, entry_id):
+            return self._commit(stream, entry_id, [])  # step two of an interrupted two-step
+        return self._commit(stream, entry_id, [xadd(dead, record)])
+
+    async def _copied_before(self, dead: str, stream: str, entry_id: str) -> bool:
+        """On a cluster, whether this entry's dead letter was written but its XACK was not
+        (the second step failed, so it came back): then only the XACK is left to do. Looks
+        at the newest RECOGNISE dead letters only (bounded work); an older copy is missed
+        and the entry is dead-lettered twice (docs/bus.md)."""
+        if not self.cluster or cluster.slot_of(dead) == cluster.slot_of(stream):
+            return False  # one slot: the copy and the XACK were one script, all or nothing
+        (recent,) = await self.commands.run([("XREVRANGE", dead, "+", "-", "COUNT", RECOGNISE)])
+        if isinstance(recent, Exception):
+            return False
+        original = (stream.encode(), entry_id.encode(), self.group.encode())
+        return any((f.get(wire.ORIGINAL_STREAM), f.get(wire.ORIGINAL_ID), f.get(wire.GROUP))
+                   == original for _, f in recent)
 
     def _commit(self, stream: str, entry_id: str, ops: list[Command]) -> list[Command]:
         return [*ops, ("XACK", stream, self.group, entry_id)]

@@ -22,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streams_admin.bus import coalesce, wire
+from streams_admin.bus.cluster import guarded
 from streams_admin.bus.coalesce import Coalescer, Command
 from streams_admin.bus.envelope import Keys, new_event_id, text
 from streams_admin.bus.publisher import Publisher
@@ -117,5 +118,47 @@ def _data(reply: Any) -> Any | None:
         for _, flat in entries:
             fields = {text(k): v for k, v in zip(flat[::2], flat[1::2], strict=True)}
             data = fields.get(wire.name(wire.DATA))
+            return None if data is None else json.loads(data)
+    return None
+
+
+async def request_on_cluster(publisher: Publisher, replies: Any, slots: asyncio.Semaphore,
+                             keys: Keys, event_type: str, data: dict[str, Any],
+                             timeout: float = 30.0) -> Any | None:
+    """request() on Redis Cluster: XREAD BLOCK through redis-py's cluster client (it finds
+    the response stream's node), then DEL; `slots` bounds how many requests block at once.
+    The reply and the request's ack are in different slots: see docs/bus.md."""
+    correlation_id = new_event_id()
+    stream = keys.response(correlation_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    reply = None
+    try:
+        await publisher.publish(event_type, {**data, wire.RESPONSE_STREAM: stream},
+                                event_id=correlation_id)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await slots.acquire()
+        except TimeoutError:  # every slot waited on other replies: look once, unblocked
+            reply = await guarded(replies, replies.xread({stream: "0"}, count=1))
+        else:
+            try:
+                block_ms = max(1, int((deadline - loop.time()) * 1000))
+                async with asyncio.timeout_at(deadline + GRACE_S):
+                    reply = await guarded(replies, replies.xread({stream: "0"}, count=1,
+                                                                 block=block_ms))
+            finally:
+                slots.release()
+    finally:
+        await _delete(publisher.pipeline, stream)
+    return _parsed_data(reply)
+
+
+def _parsed_data(reply: Any) -> Any | None:
+    """The reply envelope's data from redis-py's parsed XREAD reply."""
+    streams = reply.values() if isinstance(reply, dict) else [e for _, e in reply or []]
+    for entries in streams:
+        for _, fields in entries:
+            data = (fields or {}).get(wire.DATA)
             return None if data is None else json.loads(data)
     return None

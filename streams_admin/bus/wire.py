@@ -46,6 +46,17 @@ def name(raw: bytes) -> str:
     return raw.decode()
 
 
+def hash_tag(event_type: str) -> str:
+    """`{event_type}`: on Redis Cluster only the part in braces picks the slot, so a stream,
+    its dead-letter stream and its idempotency markers named with it share one slot (and one
+    MULTI or script), and each event type still lands on its own slot (the load spreads)."""
+    return "{" + event_type + "}"
+
+
+def untag(name: str) -> str:
+    return name[1:-1] if name.startswith("{") and name.endswith("}") else name
+
+
 def stream_key(prefix: str, event_type: str) -> str:
     return f"{prefix}{event_type}"
 

@@ -77,3 +77,30 @@ async def wait_for(condition: Callable[[], Awaitable[bool] | bool], timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """One private Redis Cluster (3 primaries, 3 replicas) for the session, started by the
+    first test that asks for it (~3 s), so the other bus tests do not pay for it."""
+    from tests.cluster_server import RedisCluster
+
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: Any) -> Iterator[str]:
+    """The cluster's URL (one node, as a user gives it), every primary flushed; a test that
+    killed a node gets a healed cluster (the node restarted as a replica)."""
+    from redis.cluster import RedisCluster as SyncCluster
+
+    for node in redis_cluster.nodes:
+        if node.process is None:
+            node.start()
+    redis_cluster.wait_ok()
+    client = redis_cluster.client()
+    client.flushall(target_nodes=SyncCluster.PRIMARIES)
+    client.close()
+    yield redis_cluster.url

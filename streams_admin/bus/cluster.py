@@ -1,0 +1,185 @@
+"""The bus on Redis Cluster: pipelines through redis-py's cluster client, commits per slot.
+
+A ClusterPipeline sends each node its commands in one round trip (nodes in parallel), but a
+MULTI or a script may only touch keys of one slot (else CROSSSLOT). So an entry's commit (its
+reply, dead letter or idempotency marker, then its XACK) is:
+
+- one slot (the opt-in hash-tag naming, `agent:stream:{task.created}`): one script, atomic as
+  the MULTI on a standalone Redis;
+- several slots: two steps -- first the copy/reply/marker, then, only once those are stored,
+  the XACK. A failure or crash between the two leaves the entry pending: it is redelivered,
+  which may duplicate (a second reply, a second dead letter unless recognised; see
+  handling.py) but never loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterException,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from streams_admin.bus.coalesce import Coalescer, Command, Unavailable, _Batch, backoff
+
+# Worth sending again (only these commands, not the whole pipeline): a node away, a failover.
+RETRYABLE = (*Unavailable, ClusterDownError, TryAgainError, SlotNotCoveredError)
+# What the consumer waits out with backoff on a cluster, besides Redis being away.
+TRANSIENT = (*Unavailable, RedisClusterException)
+
+# Runs ARGV as commands (each prefixed by its length); stops at the first error, so an XACK
+# after a failed write never runs. Its keys are declared, so the cluster routes it by slot.
+ATOMIC = """
+local out, i, n = {}, 1, 0
+while i <= #ARGV do
+  local argc = tonumber(ARGV[i])
+  local r = redis.call(unpack(ARGV, i + 1, i + argc))
+  if type(r) == 'table' and r.ok then r = r.ok end
+  n = n + 1
+  out[n] = r or false
+  i = i + argc + 1
+end
+return out
+"""
+
+
+class BusCluster(aioredis.RedisCluster):
+    """redis-py's asyncio cluster client, finding XREAD(GROUP)'s keys itself: redis-py asks
+    a node (`COMMAND GETKEYS`) over one shared connection, which breaks when several
+    blocking reads start at once."""
+
+    async def _determine_slot(self, *args: Any) -> int:
+        command = _word(args[0]) if args else ""
+        if command in ("XREAD", "XREADGROUP"):
+            words = [_word(a) for a in args]
+            after = 4 if command == "XREADGROUP" else 1  # GROUP name consumer come first
+            start = words.index("STREAMS", after) + 1
+            keys = args[start:start + (len(args) - start) // 2]
+            slots = {slot_of(k) for k in keys}
+            if len(slots) != 1:
+                raise RedisClusterException(f"{command} over keys of {len(slots)} slots")
+            return slots.pop()
+        return await super()._determine_slot(*args)
+
+
+async def guarded[T](client: Any, call: Awaitable[T], timeout: float | None = None) -> T:
+    """`call` on a client whose slot map is known. redis-py learns it lazily, and renewing
+    it (first use, failover) recycles connections under commands running at the same time;
+    Python 3.12.1 then raises TypeError writing to the closed transport: the connection is
+    gone, which the bus retries like any lost connection. Such a connection may also
+    swallow a command: `timeout` bounds the wait for a blocking read's answer."""
+    try:
+        async with asyncio.timeout(timeout):
+            await client.initialize()  # at once if known: a flag
+            return await call
+    except TypeError as error:
+        raise RedisConnectionError(f"connection lost: {error}") from error
+    except TimeoutError:
+        raise RedisConnectionError(f"no answer within {timeout}s") from None
+
+
+def _word(arg: Any) -> str:
+    return (arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)).upper()
+
+
+def slot_of(key: Any) -> int:
+    return key_slot(key.encode() if isinstance(key, str) else key)
+
+
+def atomic(commands: list[Command]) -> Command:
+    keys = list(dict.fromkeys(c[1] for c in commands))
+    argv: list[Any] = []
+    for command in commands:
+        argv += [len(command), *command]
+    return ("EVAL", ATOMIC, len(keys), *keys, *argv)
+
+
+class ClusterCoalescer(Coalescer):
+    """A Coalescer over redis.asyncio.RedisCluster; `transaction` commits per slot."""
+
+    async def _pipeline(self, commands: list[Command]) -> list[Any]:
+        """Each command's result; a command that met a failover is sent again (alone)."""
+        results: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        deadline = time.monotonic() + self.retry_s
+        delays = backoff(self.backoff_s, self.backoff_max_s)
+        while True:
+            client = self.client()
+            pipe = client.pipeline(transaction=False)
+            for i in todo:
+                pipe.execute_command(*commands[i])
+            replies = await guarded(client, pipe.execute(raise_on_error=False))
+            for i, result in zip(todo, replies, strict=True):
+                results[i] = result
+            todo = [i for i in todo if isinstance(results[i], RETRYABLE)]
+            if not todo or time.monotonic() >= deadline:
+                return results
+            await asyncio.sleep(next(delays))
+
+    async def _flush(self) -> None:
+        if not self.transaction:
+            return await super()._flush()
+        while self._queue:
+            batches = self._take()
+            try:
+                outcomes = await self._commit(batches)
+            except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+                outcomes = [error] * len(batches)
+            for batch, outcome in zip(batches, outcomes, strict=True):
+                batch.done(outcome)
+        return None
+
+    async def _commit(self, batches: list[_Batch]) -> list[list[Any] | BaseException]:
+        """Step one: atomic scripts and the writes before each cross-slot XACK. Step two:
+        those XACKs whose writes all succeeded."""
+        first: list[Command] = []
+        plans: list[tuple[int, int, bool]] = []  # (start in `first`, count, atomic)
+        for batch in batches:
+            acks, writes = _split(batch.commands)
+            if writes and len({slot_of(c[1]) for c in batch.commands}) == 1:
+                plans.append((len(first), 1, True))
+                first.append(atomic(batch.commands))
+            else:
+                plans.append((len(first), len(writes), False))
+                first += writes
+        done = await self._execute(first) if first else []
+        second: list[Command] = []
+        for batch, (start, count, whole) in zip(batches, plans, strict=True):
+            if not whole and not any(isinstance(r, Exception) for r in done[start:start + count]):
+                second += _split(batch.commands)[0]
+        acked = iter(await self._execute(second) if second else [])
+        outcomes: list[list[Any] | BaseException] = []
+        for batch, (start, count, whole) in zip(batches, plans, strict=True):
+            outcomes.append(_outcome(batch, done[start:start + count], whole, acked))
+        return outcomes
+
+
+def _split(commands: list[Command]) -> tuple[list[Command], list[Command]]:
+    """(XACKs, everything else): the XACKs go last, once the rest is stored."""
+    return ([c for c in commands if c[0] == "XACK"], [c for c in commands if c[0] != "XACK"])
+
+
+def _outcome(batch: _Batch, written: list[Any], whole: bool, acked: Any) -> list[Any]:
+    if whole:
+        (result,) = written
+        if isinstance(result, Exception):
+            return [result] * len(batch.commands)
+        return list(result)
+    acks, _ = _split(batch.commands)
+    failed = next((r for r in written if isinstance(r, Exception)), None)
+    if failed is not None:  # nothing acked: the entry stays pending and is redelivered
+        ack_results: list[Any] = [ResponseError(f"not acked: {failed}")] * len(acks)
+    else:
+        ack_results = [next(acked) for _ in acks]
+    written_iter, ack_iter = iter(written), iter(ack_results)
+    return [next(ack_iter) if c[0] == "XACK" else next(written_iter) for c in batch.commands]

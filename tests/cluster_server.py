@@ -18,16 +18,10 @@ MAX_PORT = 55535
 
 
 def cluster_port() -> int:
-    while (port := free_port()) > MAX_PORT:
-        pass
-    return port
-
-
-def cluster_port() -> int:
     """A free port under 55536 whose bus port (+10000) is free too: Redis refuses higher."""
     while True:
         port = free_port()
-        if port > 55535:
+        if port > MAX_PORT:
             continue
         with socket.socket() as sock:
             try:

@@ -43,10 +43,15 @@ def any_redis(request, settings) -> Iterator[redis.Redis]:
     if request.param == "standalone":
         yield request.getfixturevalue("r")
         return
-    cluster = request.getfixturevalue("redis_cluster")
-    cluster.wait_ok()  # a test that killed a node left the cluster failing over
-    settings.REDIS_URL = cluster.url
-    client = cluster.client()
+    yield request.getfixturevalue("rc")
+
+
+@pytest.fixture
+def rc(redis_cluster: RedisCluster, settings) -> Iterator[redis.RedisCluster]:
+    """The emptied cluster, the app pointed at it (REDIS_URL names one node)."""
+    redis_cluster.wait_ok()  # a test that killed a node left the cluster failing over
+    settings.REDIS_URL = redis_cluster.url
+    client = redis_cluster.client()
     client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
     yield client
     client.close()

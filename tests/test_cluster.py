@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 from django.urls import reverse
 
 from streams_admin import overview
 from tests.cluster_server import RedisCluster
 from tests.html import table
-
-
-@pytest.fixture
-def rc(redis_cluster: RedisCluster, settings) -> Iterator[redis.RedisCluster]:
-    redis_cluster.wait_ok()
-    settings.REDIS_URL = redis_cluster.url
-    client = redis_cluster.client()
-    client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
-    yield client
-    client.close()
 
 
 def text(content: bytes) -> str:

@@ -49,14 +49,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def r(redis_cluster: RedisCluster, settings) -> Iterator[redis.RedisCluster]:
+def r(rc: redis.RedisCluster) -> redis.RedisCluster:
     """The tests of test_actions take `r`: here it is the emptied cluster."""
-    redis_cluster.wait_ok()
-    settings.REDIS_URL = redis_cluster.url
-    client = redis_cluster.client()
-    client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
-    yield client
-    client.close()
+    return rc
 
 
 S, G = b"orders", b"ship"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def staff():
     return get_user_model().objects.create_user("op", password="pw", is_staff=True)
-
-
-@pytest.fixture
-def rc(redis_cluster: RedisCluster, settings) -> Iterator[redis.RedisCluster]:
-    redis_cluster.wait_ok()
-    settings.REDIS_URL = redis_cluster.url
-    client = redis_cluster.client()
-    client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
-    yield client
-    client.close()
 
 
 def one_key_per_primary(cluster: RedisCluster, prefix: str = "s") -> dict[int, str]:

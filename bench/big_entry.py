@@ -20,9 +20,7 @@ when a peak passes the target or a download is not the exact bytes.
 from __future__ import annotations
 
 import argparse
-import http.cookiejar
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -34,14 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import HTTPError
-from urllib.parse import urlencode
-from urllib.request import HTTPCookieProcessor, Request, build_opener
 
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dashboard_client import http_login  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 USERNAME, PASSWORD = "bench", "bench-big-entry"
@@ -126,15 +123,7 @@ class Daphne:
                 time.sleep(0.05)
 
     def _login(self):  # noqa: ANN202 (urllib's OpenerDirector)
-        opener = build_opener(HTTPCookieProcessor(http.cookiejar.CookieJar()))
-        page = opener.open(f"{self.base}/login/", timeout=30).read().decode()
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        assert token, "no csrfmiddlewaretoken on /login/"
-        body = urlencode({"username": USERNAME, "password": PASSWORD,
-                          "csrfmiddlewaretoken": token.group(1)}).encode()
-        opener.open(Request(f"{self.base}/login/", data=body,
-                            headers={"Referer": f"{self.base}/login/"}), timeout=30).read()
-        return opener
+        return http_login(self.base, USERNAME, PASSWORD)[0]
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:

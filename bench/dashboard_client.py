@@ -34,3 +34,27 @@ def django_client(url: str) -> tuple[Any, Any]:
     client = Client()
     client.force_login(user)
     return client, user
+
+
+def http_login(base: str, username: str, password: str) -> tuple[Any, str]:
+    """Log in to a running dashboard through its login form, as a browser does: (an urllib
+    opener that keeps the session's cookies, the session ID)."""
+    import http.cookiejar
+    import re
+    from urllib.parse import urlencode
+    from urllib.request import HTTPCookieProcessor, Request, build_opener
+
+    jar = http.cookiejar.CookieJar()
+    opener = build_opener(HTTPCookieProcessor(jar))
+    page = opener.open(f"{base}/login/", timeout=30).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    if token is None:
+        raise RuntimeError("no csrfmiddlewaretoken on /login/")
+    body = urlencode({"username": username, "password": password,
+                      "csrfmiddlewaretoken": token.group(1)}).encode()
+    opener.open(Request(f"{base}/login/", data=body, headers={"Referer": f"{base}/login/"}),
+                timeout=30).read()
+    for cookie in jar:
+        if cookie.name == "sessionid":
+            return opener, cookie.value
+    raise RuntimeError("login did not set a sessionid cookie")

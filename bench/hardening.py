@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.cookiejar
 import multiprocessing
 import os
 import re
@@ -38,13 +37,14 @@ import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
-from urllib.request import HTTPCookieProcessor, Request, build_opener
+from urllib.request import Request
 
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.dashboard_client import http_login  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
 USERNAME, PASSWORD = "bench", "bench-hardening-password"
@@ -117,20 +117,7 @@ def start_daphne(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[bytes
 
 def login(base: str) -> tuple[Any, str]:
     """(an opener that keeps the session's cookies, the session ID)."""
-    jar = http.cookiejar.CookieJar()
-    opener = build_opener(HTTPCookieProcessor(jar))
-    page = opener.open(f"{base}/login/", timeout=30).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    if token is None:
-        raise RuntimeError("no csrfmiddlewaretoken on /login/")
-    body = urlencode({"username": USERNAME, "password": PASSWORD,
-                      "csrfmiddlewaretoken": token.group(1)}).encode()
-    opener.open(Request(f"{base}/login/", data=body, headers={"Referer": f"{base}/login/"}),
-                timeout=30).read()
-    for cookie in jar:
-        if cookie.name == "sessionid":
-            return opener, cookie.value
-    raise RuntimeError("login did not set a sessionid cookie")
+    return http_login(base, USERNAME, PASSWORD)
 
 
 # --- HTTP load ---------------------------------------------------------------------------

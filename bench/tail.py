@@ -47,7 +47,6 @@ import argparse
 import array
 import asyncio
 import contextlib
-import http.cookiejar
 import json
 import os
 import re
@@ -63,11 +62,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
-from urllib.request import HTTPCookieProcessor, Request, build_opener
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.dashboard_client import http_login  # noqa: E402
 
 USERNAME, PASSWORD = "bench", "bench-tail-password"
 TICK = 0.010  # publisher batch interval
@@ -518,21 +518,7 @@ class Bench:
         return process, port, logfile
 
     def login(self, port: int) -> str:
-        base = f"http://127.0.0.1:{port}"
-        jar = http.cookiejar.CookieJar()
-        opener = build_opener(HTTPCookieProcessor(jar))
-        page = opener.open(f"{base}/login/", timeout=30).read().decode()
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        if token is None:
-            raise RuntimeError("no csrfmiddlewaretoken on /login/")
-        body = urlencode({"username": USERNAME, "password": PASSWORD,
-                          "csrfmiddlewaretoken": token.group(1)}).encode()
-        opener.open(Request(f"{base}/login/", data=body,
-                            headers={"Referer": f"{base}/login/"}), timeout=30).read()
-        for cookie in jar:
-            if cookie.name == "sessionid":
-                return cookie.value
-        raise RuntimeError("login did not set a sessionid cookie")
+        return http_login(f"http://127.0.0.1:{port}", USERNAME, PASSWORD)[1]
 
     def run(self, run: Run) -> None:
         args = self.args

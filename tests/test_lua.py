@@ -20,14 +20,16 @@ from tests.test_stats import open_stats
 SCRIPTING = ("cmdstat_eval", "cmdstat_evalsha", "cmdstat_script|load", "cmdstat_script|exists")
 
 
-def nodes(r: redis.Redis) -> list[redis.Redis]:
-    """Each server: the one, or every node of the cluster (replicas too)."""
+def nodes(r: redis.Redis | redis.RedisCluster) -> list[redis.Redis]:
+    """A client of each server: the one, or every node of the cluster, replicas too (a
+    replica never gets the primary's scripts: a failover's new primary has none)."""
     if isinstance(r, redis.RedisCluster):
-        return [r.get_redis_connection(node) for node in r.get_nodes()]
+        return [redis.Redis(host=address.rsplit(":", 1)[0], port=int(address.rsplit(":", 1)[1]))
+                for address in r.cluster_nodes()]
     return [r]
 
 
-def scripting(r: redis.Redis) -> Counter[str]:
+def scripting(r: redis.Redis | redis.RedisCluster) -> Counter[str]:
     """EVAL, EVALSHA, SCRIPT LOAD and SCRIPT EXISTS calls, summed over the primaries."""
     calls: Counter[str] = Counter()
     for node in nodes(r):
@@ -41,9 +43,10 @@ def grown(before: Counter[str], after: Counter[str]) -> dict[str, int]:
     return {name: after[name] - before[name] for name in SCRIPTING}
 
 
-def flush_scripts(r: redis.Redis) -> None:
+def flush_scripts(r: redis.Redis | redis.RedisCluster) -> None:
+    """SCRIPT FLUSH on every node: what a restart of them all would leave."""
     for node in nodes(r):
-        node.script_flush()
+        assert node.script_flush()
 
 
 @pytest.fixture

@@ -6,17 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from streams_admin import conf
+from streams_admin.bus.lua import Lua
 from streams_admin.redis import client
 from streams_admin.streams import Group, StreamInfo
 from streams_admin.values import id_key, id_time, text_id
 
-# Which of these IDs still have an entry: checked inside Redis, so a page of pending entries
-# costs one command and a few bytes whatever the entries hold.
-EXISTS = """
-local out = {}
-for i, id in ipairs(ARGV) do out[i] = #redis.call("XRANGE", KEYS[1], id, id, "COUNT", 1) end
-return out
-"""
+EXISTS = Lua.file(__file__, "exists.lua")  # which of these IDs still have an entry
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ def _exists(stream: StreamInfo, ids: list[str]) -> list[bool]:
             found[entry_id] = True
     unsure = [entry_id for entry_id in ids if entry_id not in found]
     if unsure:
-        replies = client().register_script(EXISTS)(keys=[stream.key], args=unsure)
+        replies = EXISTS(client(), [stream.key], unsure)
         found |= dict(zip(unsure, map(bool, replies), strict=True))
     return [found[entry_id] for entry_id in ids]
 

@@ -11,7 +11,7 @@ from streams_admin import conf, names
 from streams_admin.bus import wire
 from streams_admin.dead_letters import metadata
 from streams_admin.operations import Actor, Outcome, audited, check_ids, moves, plural
-from streams_admin.operations.scripts import REDRIVE, script
+from streams_admin.operations.scripts import REDRIVE
 from streams_admin.redis import client
 
 
@@ -65,7 +65,7 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
 def _move(key: bytes, entry_id: str, original: bytes) -> int | bytes:
     """One script when both streams share a slot; on a cluster otherwise, two steps."""
     if moves.atomic(key, original):
-        return script(REDRIVE)(keys=[key, original], args=[entry_id, *wire.DEAD_LETTER_FIELDS])
+        return REDRIVE(client(), [key, original], [entry_id, *wire.DEAD_LETTER_FIELDS])
     return moves.redrive(key, entry_id, original)
 
 

@@ -20,7 +20,7 @@ from redis.cluster import key_slot
 from streams_admin import names
 from streams_admin.bus import wire
 from streams_admin.operations import ActionError, plural
-from streams_admin.operations.scripts import COPY_ONCE, script
+from streams_admin.operations.scripts import COPY_ONCE
 from streams_admin.redis import client, is_cluster
 
 COPY_LOOKBACK = 100  # newest entries of the target a retry looks through for its own copy
@@ -60,7 +60,7 @@ def said(count_atomic: int, count_two_steps: int) -> str:
 
 
 def _copy(target: bytes, markers: list[bytes | str], fields: list[bytes | str]) -> bytes:
-    new_id, _ = script(COPY_ONCE)(keys=[target], args=[COPY_LOOKBACK, *markers, *fields])
+    new_id, _ = COPY_ONCE(client(), [target], [COPY_LOOKBACK, *markers, *fields])
     return new_id
 
 

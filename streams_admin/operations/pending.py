@@ -18,7 +18,7 @@ from streams_admin.operations import (
     moves,
     plural,
 )
-from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE, script
+from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE
 from streams_admin.redis import client
 from streams_admin.values import id_key, parse_entry
 
@@ -157,10 +157,9 @@ def requeue(actor: Actor, key: bytes, group: bytes, ids: list[str], confirm: str
             raise ActionError("Other groups read this stream and will get the copies too: "
                               "type the group's name exactly to requeue anyway, or claim "
                               "the entries to a consumer of this group instead.")
-        run = script(REQUEUE)
         new, stale, gone = [], 0, 0
         for entry_id in chosen:
-            answer = run(keys=[key], args=[group, entry_id])
+            answer = REQUEUE(client(), [key], [group, entry_id])
             if answer == 0:
                 stale += 1
             elif answer == -1:
@@ -200,7 +199,6 @@ def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
             pipe.xrange(key, entry_id, entry_id, count=1)
         entries = {i: parse_entry(found[0]) if found else None
                    for i, found in zip(chosen, pipe.execute(), strict=True)}
-        run = script(DEAD_LETTER)
         moved, skipped, two_steps = [], 0, 0
         for entry_id, entry in entries.items():
             fields = {n.raw: v.raw for n, v in entry.fields} if entry else {}
@@ -211,7 +209,7 @@ def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
             ]
             target = dead_letter_key(key, fields)
             if moves.atomic(key, target):
-                answer = run(keys=[key, target], args=[group, entry_id, *metadata])
+                answer = DEAD_LETTER(client(), [key, target], [group, entry_id, *metadata])
             else:  # streams in different cluster slots: no script spans both
                 answer = moves.dead_letter(key, group, entry_id, target, metadata)
             if isinstance(answer, bytes):

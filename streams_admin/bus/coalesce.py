@@ -35,7 +35,7 @@ Command = tuple[bytes | str | int | float, ...]
 pack_command = cast(Callable[[Command], bytes], hiredis.pack_command)
 
 
-def xadd(key: str, fields: dict[Any, Any], maxlen: int | None = None) -> Command:
+def xadd(key: bytes | str, fields: dict[Any, Any], maxlen: int | None = None) -> Command:
     trim = ("MAXLEN", "~", maxlen) if maxlen else ()
     return ("XADD", key, *trim, "*", *chain.from_iterable(fields.items()))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from streams_admin import conf
 from streams_admin.bus.lua import Lua
@@ -119,7 +120,7 @@ def pending_page(
 ) -> PendingPage:
     """One page of the group's pending entries by ID (XPENDING with IDLE and a consumer)."""
     start = f"({after}" if after else "-"
-    rows = client().xpending_range(
+    rows: list[Any] = client().xpending_range(
         stream.key, group, start, "+", count + 1, consumername=consumer,
         idle=min_idle_ms or None,
     )

@@ -121,7 +121,8 @@ class Sampler:
             while True:
                 try:
                     # In a thread: connect() may ask the server whether it is a cluster.
-                    client = client or await asyncio.to_thread(self.connect)
+                    if client is None:
+                        client = await asyncio.to_thread(self.connect)
                     server = server or server_from_info(await _server_info(client))
                     await self.sample(client, server)
                     if isinstance(client, redis.asyncio.RedisCluster):

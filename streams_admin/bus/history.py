@@ -47,7 +47,7 @@ async def iter_history(client: aioredis.Redis, keys: Keys, event_type: str, star
     stream = keys.stream(event_type)
     low = start_id(start, since)
     while True:
-        entries = await client.xrange(stream, min=low, max=end, count=page)
+        entries: list[Any] = await client.xrange(stream, min=low, max=end, count=page) or []
         for entry_id, fields in entries:
             yield _envelope(stream, text(entry_id), fields)
         if len(entries) < page:

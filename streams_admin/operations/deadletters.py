@@ -6,6 +6,7 @@ malformed metadata, is refused and stays where it is; the audit row names every 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from streams_admin import conf, names
 from streams_admin.bus import wire
@@ -97,7 +98,7 @@ def _redriven(moved: list[str], skipped: int, refused: dict[str, int],
 
 def dead_letter_ids(key: bytes, after: str | None, count: int) -> list[str]:
     """The next IDs of a dead-letter stream, for re-driving all of it in bounded steps."""
-    rows = client().xrange(key, f"({after}" if after else "-", "+", count=count)
+    rows: Any = client().xrange(key, f"({after}" if after else "-", "+", count=count)  # raw pairs
     return [row[0].decode() for row in rows]
 
 

@@ -13,6 +13,7 @@ two operators at once: a duplicate, which consumers of an at-least-once bus alre
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 from redis.cluster import key_slot
@@ -72,7 +73,7 @@ def dead_letter(key: bytes, group: bytes, entry_id: str, target: bytes,
     pending = r.xpending_range(key, group, entry_id, entry_id, 1)
     if not pending:
         return 0
-    found = r.xrange(key, entry_id, entry_id, count=1)
+    found: Any = r.xrange(key, entry_id, entry_id, count=1)  # raw pairs (redis._keep_pairs)
     if not found:
         return -1
     fields = [*found[0][1], *metadata,
@@ -87,7 +88,7 @@ def redrive(key: bytes, entry_id: str, original: bytes) -> int | bytes:
     """REDRIVE's work in two steps: 0 when the dead letter is gone, else the new entry's ID.
     The copy carries redriven_from/redriven_id (the dead letter) so a retry knows it."""
     r = client()
-    found = r.xrange(key, entry_id, entry_id, count=1)
+    found: Any = r.xrange(key, entry_id, entry_id, count=1)  # raw pairs (redis._keep_pairs)
     if not found:
         return 0
     skip = {*wire.DEAD_LETTER_FIELDS, REDRIVEN_FROM, REDRIVEN_ID}

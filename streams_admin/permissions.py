@@ -2,30 +2,53 @@
 
 Seeing the dashboard takes an active staff account. Changing anything takes a permission too
 (the roles the migrations create grant them), and a dashboard that is not read-only: read-only
-mode is applied here and nowhere else.
+mode is applied here and nowhere else. Each target (targets.py) may narrow both: the Django
+groups it names for a level are the only ones allowed at that level on it (superusers always
+are), and a read-only target refuses every action.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from streams_admin import conf
+from streams_admin import conf, targets
 
 OPERATE = "streams_admin.operate_streams"  # ack, claim, requeue, dead-letter, publish, ...
 ADMINISTER = "streams_admin.administer_streams"  # trim, destroy, delete, set IDs
 READ_ONLY = "the dashboard is read-only"
+TARGET_READ_ONLY = "this target is read-only"
 NOT_ALLOWED = "you may not do this"
+LEVEL = {OPERATE: "operate", ADMINISTER: "administer"}
 
 
-def may_view(user: Any) -> bool:
-    return bool(user is not None and user.is_active and user.is_staff)
+def _in_groups(user: Any, allowed: frozenset[str] | None) -> bool:
+    if allowed is None or user.is_superuser:
+        return True
+    if not hasattr(user, "_group_names"):  # once per request (or socket): asked on each button
+        user._group_names = frozenset(user.groups.values_list("name", flat=True))
+    return not allowed.isdisjoint(user._group_names)
 
 
-def refusal(user: Any, permission: str) -> str | None:
-    """Why `user` may not act at `permission`'s level, or None when they may."""
+def may_view(user: Any, target: targets.Target | None = None) -> bool:
+    target = target or targets.current()
+    return bool(user is not None and user.is_active and user.is_staff
+                and _in_groups(user, target.groups("view")))
+
+
+def read_only(target: targets.Target | None = None) -> str | None:
+    """Why nothing may change on target (the one being served), or None."""
     if conf.get("READ_ONLY"):
         return READ_ONLY
-    if not (may_view(user) and user.has_perm(permission)):
+    return TARGET_READ_ONLY if (target or targets.current()).read_only else None
+
+
+def refusal(user: Any, permission: str, target: targets.Target | None = None) -> str | None:
+    """Why `user` may not act at `permission`'s level, or None when they may."""
+    target = target or targets.current()
+    if why := read_only(target):
+        return why
+    if not (may_view(user, target) and user.has_perm(permission)
+            and _in_groups(user, target.groups(LEVEL[permission]))):
         return NOT_ALLOWED
     return None
 

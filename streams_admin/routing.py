@@ -1,8 +1,12 @@
 from django.urls import path
 
 from streams_admin import consumers, stats
+from streams_admin.targets import socket
 
+# /t/NAME/ws/...: the sockets of target NAME, whose pages' URLs carry it; /ws/...: the default's.
 websocket_urlpatterns = [
-    path("ws/tail/", consumers.TailConsumer.as_asgi()),
-    path("ws/stats/", stats.StatsConsumer.as_asgi()),
+    path("ws/tail/", socket(consumers.TailConsumer.as_asgi())),
+    path("ws/stats/", socket(stats.StatsConsumer.as_asgi())),
+    path("t/<str:target>/ws/tail/", socket(consumers.TailConsumer.as_asgi())),
+    path("t/<str:target>/ws/stats/", socket(stats.StatsConsumer.as_asgi())),
 ]

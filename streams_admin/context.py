@@ -27,7 +27,6 @@ def targets(request: HttpRequest) -> dict[str, Any]:
     root = getattr(request, "script_root", "/")
     return {
         "target": targets_model.current(),
-        "targets": [(t.name, f"{root}t/{t.name}/")
-                    for t in targets_model.configured().values() if rule.may_view(user, t)],
+        "targets": [(t.name, f"{root}t/{t.name}/") for t in rule.viewable(user)],
         "target_prefix": f"{root}t/{targets_model.current_name()}/",
     }

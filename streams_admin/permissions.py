@@ -29,26 +29,35 @@ def _in_groups(user: Any, allowed: frozenset[str] | None) -> bool:
     return not allowed.isdisjoint(user._group_names)
 
 
-def may_view(user: Any, target: targets.Target | None = None) -> bool:
-    target = target or targets.current()
+def may_view(user: Any) -> bool:
+    """Whether user may see the target being served."""
     return bool(user is not None and user.is_active and user.is_staff
-                and _in_groups(user, target.groups("view")))
+                and _in_groups(user, targets.current().groups("view")))
 
 
-def read_only(target: targets.Target | None = None) -> str | None:
-    """Why nothing may change on target (the one being served), or None."""
+def viewable(user: Any) -> list[targets.Target]:
+    """The targets user may see (the switcher, the targets page), by the same rule."""
+    found = []
+    for target in targets.configured().values():
+        with targets.serving(target):
+            if may_view(user):
+                found.append(target)
+    return found
+
+
+def read_only() -> str | None:
+    """Why nothing may change on the target being served, or None."""
     if conf.get("READ_ONLY"):
         return READ_ONLY
-    return TARGET_READ_ONLY if (target or targets.current()).read_only else None
+    return TARGET_READ_ONLY if targets.current().read_only else None
 
 
-def refusal(user: Any, permission: str, target: targets.Target | None = None) -> str | None:
+def refusal(user: Any, permission: str) -> str | None:
     """Why `user` may not act at `permission`'s level, or None when they may."""
-    target = target or targets.current()
-    if why := read_only(target):
+    if why := read_only():
         return why
-    if not (may_view(user, target) and user.has_perm(permission)
-            and _in_groups(user, target.groups(LEVEL[permission]))):
+    if not (may_view(user) and user.has_perm(permission)
+            and _in_groups(user, targets.current().groups(LEVEL[permission]))):
         return NOT_ALLOWED
     return None
 

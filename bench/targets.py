@@ -137,7 +137,7 @@ def main() -> int:
             for i in range(args.per_thread):
                 view(openers[k], base, i + k)
 
-        for round_ in (1, 2):  # the second round finds each target's pool warm
+        for _ in range(2):  # the second round finds each target's pool warm
             began = time.monotonic()
             with ThreadPoolExecutor(args.threads) as pool:
                 list(pool.map(client, range(args.threads)))

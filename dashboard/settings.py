@@ -43,7 +43,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "streams_admin.middleware.TargetMiddleware",  # before CommonMiddleware: /t/NAME/ is off its path
+    "streams_admin.middleware.TargetMiddleware",  # /t/NAME/ off the path before CommonMiddleware
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

@@ -10,8 +10,8 @@ from streams_admin.models import AuditEntry
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("at", "username", "address", "target", "action", "key_text", "group", "consumer",
-                    "id_count", "ok", "result")
+    list_display = ("at", "username", "address", "target", "action", "key_text", "group",
+                    "consumer", "id_count", "ok", "result")
     list_filter = ("target", "action", "ok", "username")
     search_fields = ("key_text", "group", "consumer", "result")
     exclude = ("key",)

@@ -18,7 +18,7 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -31,7 +31,6 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}\Z")  # a URL segment as it is
 FIELDS = {"url", "url_env", "key_pattern", "read_only", "username", "username_env",
           "password_env", "ca", "cert", "key", "verify", "view", "operate", "administer"}
 LEVELS = ("view", "operate", "administer")
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,9 @@ def _options(table: dict, fail: Callable[..., TargetError]) -> tuple[tuple[str, 
                "ssl_ca_certs": _text(table, "ca", fail), "ssl_certfile": _text(table, "cert", fail),
                "ssl_keyfile": _text(table, "key", fail)}
     for name, option in (("ca", "ssl_ca_certs"), ("cert", "ssl_certfile"), ("key", "ssl_keyfile")):
-        if options[option] and not os.path.isfile(options[option]):
-            raise fail(name, f"no file at {options[option]}")
+        file = options[option]
+        if file is not None and not os.path.isfile(file):
+            raise fail(name, f"no file at {file}")
     verify = table.get("verify", True)
     if not isinstance(verify, bool):
         raise fail("verify", "true or false")
@@ -191,7 +191,7 @@ def serving(target: Target, root: str | None = None) -> Iterator[None]:
         _current.reset(token)
 
 
-def bound(work: Callable[..., T]) -> Callable[..., T]:
+def bound[T](work: Callable[..., T]) -> Callable[..., T]:
     """work, run as the current target whatever context calls it later (a reader's
     reconnection, a thread)."""
     name = _current.get()

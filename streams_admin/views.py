@@ -20,7 +20,6 @@ from django.views.decorators.cache import never_cache
 from django_htmx.middleware import HtmxDetails
 
 from streams_admin import conf, html, names, params, pending, permissions, streams, targets
-from streams_admin import target_status
 from streams_admin import overview as overview_model
 from streams_admin.bus import wire
 from streams_admin.dead_letters import dead_letter
@@ -28,6 +27,7 @@ from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
 from streams_admin.operations import friendly, moves
 from streams_admin.operations.pending import dead_letter_key
+from streams_admin.target_status import statuses as target_statuses
 from streams_admin.values import id_parts
 
 log = logging.getLogger(__name__)
@@ -299,5 +299,5 @@ def targets_page(request: HttpRequest) -> HttpResponse:
     shown = permissions.viewable(request.user)
     root = getattr(request, "script_root", "/")
     rows = [(status, f"{root}t/{status.target.name}/")
-            for status in target_status.statuses(shown)]
+            for status in target_statuses(shown)]
     return render(request, "streams_admin/targets.html", {"rows": rows})

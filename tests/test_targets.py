@@ -5,7 +5,10 @@ the targets page, and config errors that name the file, the target and the field
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -158,7 +161,8 @@ def test_a_read_only_target_refuses_every_action_and_shows_none(two, client,
     refused = client.post("/t/frozen/streams/orders/groups/ship/ack/", {"ids": ["1-0"]})
     assert refused.status_code == 403 and pending(r) == 1
     row = AuditEntry.objects.get()
-    assert (row.target, row.ok, row.result) == ("frozen", False, "refused: this target is read-only")
+    assert (row.target, row.ok) == ("frozen", False)
+    assert row.result == "refused: this target is read-only"
 
 
 @pytest.mark.django_db
@@ -192,6 +196,20 @@ def test_a_target_that_hangs_is_down_on_the_targets_page(two, client, django_use
         page = client.get("/targets/").content.decode()
     rows = {row.split('"', 1)[0]: row for row in page.split('data-target="')[1:]}
     assert ">down<" in rows["hung"] and ">up<" in rows["staging"] and ">up<" in rows["prod"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_under_asgi_too_links_carry_the_target(two, django_user_model) -> None:
+    """Daphne's way: the middleware runs in a thread of its own; the prefix follows it there."""
+    from asgiref.sync import sync_to_async
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    await sync_to_async(operator)(client, django_user_model)
+    prod = (await client.get("/t/prod/")).content.decode()
+    assert 'href="/t/prod/streams/orders/"' in prod and "only-prod" in prod
+    default = (await client.get("/")).content.decode()
+    assert 'href="/streams/orders/"' in default and "only-staging" in default
 
 
 async def open_socket(user, path: str) -> WebsocketCommunicator:
@@ -278,6 +296,17 @@ def test_config_errors_name_the_file_target_and_field(tmp_path: Path, text: str,
         targets.load(path)
     assert str(raised.value).startswith(f"STREAMS_ADMIN_TARGETS: {path}")
     assert says in str(raised.value)
+
+
+def test_a_mistake_in_the_file_stops_the_start(tmp_path: Path) -> None:
+    path = write(tmp_path, '[targets.prod]\nurl = "redis://h/0"\npassword_env = "NOT_SET_HERE"\n')
+    env = {k: v for k, v in os.environ.items() if k != "NOT_SET_HERE"}
+    env |= {"SECRET_KEY": "tests-only", "STREAMS_ADMIN_TARGETS": path,
+            "DJANGO_SETTINGS_MODULE": "dashboard.settings"}
+    run = subprocess.run([sys.executable, "manage.py", "check"], cwd=Path(__file__).parent.parent,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert f"{path}, target 'prod', field 'password_env'" in run.stderr
 
 
 def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch) -> None:

@@ -72,6 +72,9 @@ url = "{stopped.url}"
 [targets.frozen]
 url = "{redis_server.url}"
 read_only = true
+[targets.scoped]
+url = "{redis_server.url}"
+key_pattern = "only-*"
 """)
     settings.STREAMS_ADMIN_TARGETS = str(path)
     return r, prod
@@ -163,6 +166,15 @@ def test_a_read_only_target_refuses_every_action_and_shows_none(two, client,
     row = AuditEntry.objects.get()
     assert (row.target, row.ok) == ("frozen", False)
     assert row.result == "refused: this target is read-only"
+
+
+@pytest.mark.django_db
+def test_each_target_has_its_own_key_pattern(two, client, django_user_model) -> None:
+    operator(client, django_user_model)
+    scoped = client.get("/t/scoped/").content.decode()
+    assert "only-staging" in scoped and 'href="/t/scoped/streams/orders/"' not in scoped
+    assert client.get("/t/scoped/streams/orders/").status_code == 404
+    assert client.get("/t/staging/streams/orders/").status_code == 200  # the same server
 
 
 @pytest.mark.django_db

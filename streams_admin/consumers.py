@@ -54,10 +54,10 @@ def hub() -> Hub:
     hubs = _hubs.setdefault(asyncio.get_running_loop(), {})
     name = targets.current_name()
     if name not in hubs:
-        hubs[name] = Hub(targets.bound(lambda: async_client(BLOCK_MS / 1000)), encoded_row,
-                         ClusterConnect(targets.bound(is_cluster), targets.bound(
-                             lambda: async_cluster_client(client_name=CONTROL_NAME)),
-                             targets.bound(lambda address: async_node_client(address))))
+        bound = targets.bound
+        hubs[name] = Hub(bound(lambda: async_client(BLOCK_MS / 1000)), encoded_row, ClusterConnect(
+            bound(is_cluster), bound(lambda: async_cluster_client(client_name=CONTROL_NAME)),
+            bound(lambda address: async_node_client(address))))
     return hubs[name]
 
 

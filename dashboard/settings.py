@@ -43,6 +43,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "streams_admin.middleware.TargetMiddleware",  # /t/NAME/ off the path before CommonMiddleware
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -68,6 +69,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "streams_admin.context.permissions",
+                "streams_admin.context.targets",
             ],
         },
     },
@@ -85,7 +87,7 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 
-STATIC_URL = "static/"
+STATIC_URL = "/static/"  # not under the script prefix, which /t/NAME/ pages extend
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True  # serves static files under Daphne without collectstatic
@@ -137,6 +139,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Streams Admin's own options; the app reads them through streams_admin.conf at call time.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# A TOML file of named targets (README "Configuration"); unset: REDIS_URL is the one target.
+STREAMS_ADMIN_TARGETS = os.environ.get("STREAMS_ADMIN_TARGETS", "")
 STREAMS_ADMIN = {
     "KEY_PATTERN": os.environ.get("STREAMS_ADMIN_KEY_PATTERN", "*"),
     "SOCKET_TIMEOUT": float(os.environ.get("STREAMS_ADMIN_REDIS_TIMEOUT", "2")),

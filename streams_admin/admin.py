@@ -10,9 +10,9 @@ from streams_admin.models import AuditEntry
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(admin.ModelAdmin):
-    list_display = ("at", "username", "address", "action", "key_text", "group", "consumer",
-                    "id_count", "ok", "result")
-    list_filter = ("action", "ok", "username")
+    list_display = ("at", "username", "address", "target", "action", "key_text", "group",
+                    "consumer", "id_count", "ok", "result")
+    list_filter = ("target", "action", "ok", "username")
     search_fields = ("key_text", "group", "consumer", "result")
     exclude = ("key",)
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
+from streams_admin import targets
+
 DEFAULTS: dict[str, Any] = {
     "KEY_PATTERN": "*",  # the streams the dashboard covers: others are never shown or changed
     "SOCKET_TIMEOUT": 2.0,  # seconds; a slow Redis gives the banner, not a hang
@@ -58,8 +60,15 @@ DEFAULTS: dict[str, Any] = {
 
 
 def get(name: str) -> Any:
+    if name == "KEY_PATTERN" and (pattern := targets.current().key_pattern):
+        return pattern
     return {**DEFAULTS, **getattr(settings, "STREAMS_ADMIN", {})}[name]
 
 
 def redis_url() -> str:
-    return settings.REDIS_URL
+    """The URL of the target being served (REDIS_URL's when there is only that)."""
+    return targets.current().url
+
+
+def redis_options() -> dict[str, Any]:
+    return dict(targets.current().options)

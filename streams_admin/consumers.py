@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from streams_admin import conf, names, params, permissions
+from streams_admin import conf, names, params, permissions, targets
 from streams_admin.filters import TailOptions
 from streams_admin.redis import async_client, async_cluster_client, async_node_client, is_cluster
 from streams_admin.tail import BLOCK_MS, CONTROL_NAME, ClusterConnect, Frame, Hub, Viewer, shorten
@@ -45,17 +45,21 @@ MAX_ID_PART = (1 << 64) - 1
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _BRACKETS = re.compile(r"[\[\]{}]")
 
-_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub] = weakref.WeakKeyDictionary()
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Hub]] = (
+    weakref.WeakKeyDictionary())
 
 
 def hub() -> Hub:
-    """The running loop's hub (one per process under Daphne; one per test loop in tests)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _hubs:
-        _hubs[loop] = Hub(lambda: async_client(BLOCK_MS / 1000), encoded_row, ClusterConnect(
-            is_cluster, lambda: async_cluster_client(client_name=CONTROL_NAME),
-            lambda address: async_node_client(address)))
-    return _hubs[loop]
+    """The running loop's hub of the target served (one per target and process under Daphne;
+    per test loop in tests). Its clients connect to that target whoever calls them."""
+    hubs = _hubs.setdefault(asyncio.get_running_loop(), {})
+    name = targets.current_name()
+    if name not in hubs:
+        bound = targets.bound
+        hubs[name] = Hub(bound(lambda: async_client(BLOCK_MS / 1000)), encoded_row, ClusterConnect(
+            bound(is_cluster), bound(lambda: async_cluster_client(client_name=CONTROL_NAME)),
+            bound(lambda address: async_node_client(address))))
+    return hubs[name]
 
 
 def valid_id(text: str) -> bool:

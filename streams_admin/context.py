@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest
 
-from streams_admin import conf
+from streams_admin import permissions as rule
+from streams_admin import targets as targets_model
 from streams_admin.permissions import may_administer, may_operate
 
 
-def permissions(request: HttpRequest) -> dict[str, bool]:
+def permissions(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     return {
-        "read_only": conf.get("READ_ONLY"),
+        "read_only": rule.read_only(),
         "can_operate": may_operate(user),
         "can_administer": may_administer(user),
+    }
+
+
+def targets(request: HttpRequest) -> dict[str, Any]:
+    """The target served, and the switcher's others: (name, URL of its overview) each, those
+    the user may view."""
+    user = getattr(request, "user", None)
+    root = getattr(request, "script_root", "/")
+    return {
+        "target": targets_model.current(),
+        "targets": [(t.name, f"{root}t/{t.name}/") for t in rule.viewable(user)],
+        "target_prefix": f"{root}t/{targets_model.current_name()}/",
     }

@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import get_script_prefix
 
+from streams_admin import targets
 from streams_admin.redis import UNAVAILABLE
 
 log = logging.getLogger(__name__)
+
+TARGET_PATH = re.compile(r"/t/(?P<name>[^/]+)(?P<rest>/.*)?\Z", re.DOTALL)
+
+
+class TargetMiddleware:
+    """/t/NAME/... serves target NAME: the rest of the path is resolved as usual, and every
+    URL reversed meanwhile carries /t/NAME/ (it is the script prefix). Any other path serves
+    the default target, so the URLs of a one-target dashboard stay as they were."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.script_root = root = get_script_prefix()  # type: ignore[attr-defined]
+        match = TARGET_PATH.match(request.path_info)
+        if match is None:
+            return self.get_response(request)
+        target = targets.find(match["name"])
+        if target is None:
+            raise Http404(f"No target named {match['name']}.")
+        if match["rest"] is None:
+            return HttpResponseRedirect(request.path + "/")
+        request.path_info = match["rest"]
+        with targets.serving(target, root):
+            return self.get_response(request)
 
 
 class RedisUnavailableMiddleware:

@@ -5,12 +5,16 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from streams_admin import targets
+
 
 class AuditEntry(models.Model):
     at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     username = models.CharField(max_length=150)  # kept when the user is deleted
     address = models.GenericIPAddressField(null=True)
+    # The Redis target acted on: the one serving the request that writes the row.
+    target = models.CharField(max_length=63, default=targets.current_name, db_index=True)
     action = models.CharField(max_length=40, db_index=True)
     key = models.BinaryField()  # stream keys are bytes
     key_text = models.CharField(max_length=500, db_index=True)  # escaped, for filtering

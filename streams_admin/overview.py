@@ -17,7 +17,7 @@ from django.core.signals import setting_changed
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from streams_admin import conf, names
+from streams_admin import conf, names, targets
 from streams_admin.bus import lua
 from streams_admin.bus.lua import Lua
 from streams_admin.flight import SingleFlight
@@ -177,7 +177,7 @@ def shared_overview(*, query: str = "", sort: str = "name", desc: bool = False,
     """The overview page for these parameters, computed once for all the requests that ask
     for it at the same time, and reused for OVERVIEW_FRESHNESS seconds. The same for every
     user: permissions only decide which buttons the page shows."""
-    key = (conf.redis_url(), query, sort, desc, page)
+    key = (targets.current_name(), conf.redis_url(), query, sort, desc, page)
 
     def compute() -> Snapshot:
         server = read_server()
@@ -189,7 +189,7 @@ def shared_overview(*, query: str = "", sort: str = "name", desc: bool = False,
 
 @receiver(setting_changed)
 def _forget_on_settings(**kwargs: Any) -> None:
-    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN"}:
+    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN", "STREAMS_ADMIN_TARGETS"}:
         _flights.clear()
 
 

@@ -17,7 +17,7 @@ import redis.asyncio
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from streams_admin import conf
+from streams_admin import conf, targets
 
 
 def _options() -> dict[str, Any]:
@@ -50,7 +50,8 @@ def _clustered(url: str) -> bool:
 
 
 @functools.cache
-def _client(url: str) -> redis.Redis:
+def _client(target: str, url: str) -> redis.Redis:
+    """One client, so one pool, per target: switching targets reuses each one's connections."""
     if not _clustered(url):
         r = redis.Redis.from_url(url, **_options())
         _keep_pairs(r)
@@ -74,7 +75,7 @@ def _client(url: str) -> redis.Redis:
 
 def client() -> redis.Redis:
     """The cached client: a RedisCluster when REDIS_URL names a node of a cluster."""
-    return _client(conf.redis_url())
+    return _client(targets.current().name, conf.redis_url())
 
 
 def is_cluster() -> bool:
@@ -190,7 +191,7 @@ def async_node_client(address: str, **extra: object) -> redis.asyncio.Redis:
 
 @receiver(setting_changed)
 def _reset(**kwargs: object) -> None:
-    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN"}:
+    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN", "STREAMS_ADMIN_TARGETS"}:
         _client.cache_clear()
 
 

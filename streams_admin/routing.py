@@ -3,9 +3,13 @@ from typing import Any
 from django.urls import path
 
 from streams_admin import consumers, stats
+from streams_admin.targets import socket
 
-# Django's path() is typed for views; Channels' URLRouter takes it with ASGI apps all the same.
+# Django's path() is typed for views; Channels' URLRouter takes ASGI apps all the same.
+# /t/NAME/ws/...: the sockets of target NAME, whose pages' URLs carry it; /ws/...: the default's.
 websocket_urlpatterns: list[Any] = [
-    path("ws/tail/", consumers.TailConsumer.as_asgi()),  # type: ignore[arg-type]
-    path("ws/stats/", stats.StatsConsumer.as_asgi()),  # type: ignore[arg-type]
+    path("ws/tail/", socket(consumers.TailConsumer.as_asgi())),
+    path("ws/stats/", socket(stats.StatsConsumer.as_asgi())),
+    path("t/<str:target>/ws/tail/", socket(consumers.TailConsumer.as_asgi())),
+    path("t/<str:target>/ws/stats/", socket(stats.StatsConsumer.as_asgi())),
 ]

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 import redis
 import redis.asyncio
 
-from streams_admin import conf, names, params, streams
+from streams_admin import conf, names, params, streams, targets
 from streams_admin.bus import lua
 from streams_admin.consumers import JsonConsumer, _staff
 from streams_admin.redis import (
@@ -47,7 +47,7 @@ BACKOFF = (0.5, 10.0)  # seconds: first and longest wait before the sampler retr
 HEARTBEAT = 10.0  # seconds of silence before a ping, to keep proxies from closing the socket
 CLIENT_NAME = "streams-admin:stats"  # what CLIENT LIST shows for the sampler's connection
 
-_samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sampler] = (
+_samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Sampler]] = (
     weakref.WeakKeyDictionary())
 
 
@@ -245,11 +245,13 @@ def _connect() -> redis.asyncio.Redis:
 
 
 def sampler() -> Sampler:
-    """The running loop's sampler (one per process under Daphne; one per test loop in tests)."""
-    loop = asyncio.get_running_loop()
-    if loop not in _samplers:
-        _samplers[loop] = Sampler(_connect)
-    return _samplers[loop]
+    """The running loop's sampler of the target served (one per target and process under
+    Daphne; per test loop in tests)."""
+    samplers = _samplers.setdefault(asyncio.get_running_loop(), {})
+    name = targets.current_name()
+    if name not in samplers:
+        samplers[name] = Sampler(targets.bound(_connect))
+    return samplers[name]
 
 
 def watched_keys(query_string: bytes) -> list[bytes]:

@@ -14,6 +14,7 @@ urlpatterns = [
     path("publish/", actions.publish, name="publish"),
     path("dead-letters/", views.dead_letters, name="dead-letters"),
     path("audit/", views.audit, name="audit"),
+    path("targets/", views.targets_page, name="targets"),
     path(stream, views.stream, name="stream"),
     path(stream + "tail/", views.tail, name="tail"),
     path(stream + "entries/<str:entry_id>/", views.entry, name="entry"),

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import redis
 from django.contrib.auth.decorators import user_passes_test
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -18,7 +19,7 @@ from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django_htmx.middleware import HtmxDetails
 
-from streams_admin import conf, html, names, params, pending, permissions, streams
+from streams_admin import conf, html, names, params, pending, permissions, streams, targets
 from streams_admin import overview as overview_model
 from streams_admin.bus import wire
 from streams_admin.dead_letters import dead_letter
@@ -26,6 +27,7 @@ from streams_admin.filters import FILTER_PARAMS, EntryFilter
 from streams_admin.models import AuditEntry
 from streams_admin.operations import friendly, moves
 from streams_admin.operations.pending import dead_letter_key
+from streams_admin.target_status import statuses as target_statuses
 from streams_admin.values import id_parts
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,17 @@ def screen(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
                           {"error": friendly(exc)}, status=400)
 
     # Looked up per request: the rule lives in permissions.py alone (a test swaps it there).
-    return never_cache(user_passes_test(lambda user: permissions.may_view(user))(wrapper))
+    return never_cache(user_passes_test(_may_view)(wrapper))
+
+
+def _may_view(user: Any) -> bool:
+    """Whether user may see this target; one who may see another one gets a 403 instead of
+    the login page."""
+    if permissions.may_view(user):
+        return True
+    if permissions.viewable(user):
+        raise PermissionDenied("You may not view this target.")
+    return False
 
 
 def _render(request: HtmxHttpRequest, template: str, partial: str, context: dict) -> HttpResponse:
@@ -266,7 +278,7 @@ def dead_letters(request: HttpRequest) -> HttpResponse:
 @screen
 def audit(request: HttpRequest) -> HttpResponse:
     q = request.GET
-    rows = AuditEntry.objects.select_related("user")
+    rows = AuditEntry.objects.select_related("user").filter(target=targets.current_name())
     if q.get("user"):
         rows = rows.filter(username=q["user"])
     if q.get("stream"):
@@ -279,3 +291,13 @@ def audit(request: HttpRequest) -> HttpResponse:
     context = {"page": page, "actions": sorted(actions), "users": sorted(users), "q": q,
                "server": streams.server()}
     return render(request, "streams_admin/audit.html", context)
+
+
+@screen
+def targets_page(request: HttpRequest) -> HttpResponse:
+    """Every target the user may view: up or down (why), server and latency, all asked at once."""
+    shown = permissions.viewable(request.user)
+    root = getattr(request, "script_root", "/")
+    rows = [(status, f"{root}t/{status.target.name}/")
+            for status in target_statuses(shown)]
+    return render(request, "streams_admin/targets.html", {"rows": rows})

@@ -75,7 +75,7 @@
     const query = new URLSearchParams();
     holder.dataset.liveKeys.split(" ").filter(Boolean).forEach((k) => query.append("key", k));
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(`${scheme}://${location.host}/ws/stats/?${query}`);
+    socket = new WebSocket(`${scheme}://${location.host}${document.body.dataset.prefix || "/"}ws/stats/?${query}`);
     socket.onmessage = receive;
     socket.onclose = () => {
       show("reconnecting…", "warn", "The connection to the dashboard closed.");

@@ -112,7 +112,7 @@
     if (resume || lastId) params.delete("from");
     if (resume) params.set("resume", "1");
     else if (lastId) params.set("after", lastId);
-    socket = new WebSocket(`${scheme}://${location.host}/ws/tail/?${params}`);
+    socket = new WebSocket(`${scheme}://${location.host}${document.body.dataset.prefix || "/"}ws/tail/?${params}`);
     // "live" comes from the server once it reads every stream: entries added from then on show.
     heard = Date.now();
     socket.onopen = () => {

@@ -90,7 +90,7 @@ class SameOriginValidator:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if same_origin(scope):
             return await self.application(scope, receive, send)
-        return await WebsocketDenier()(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)  # type: ignore[arg-type]  # the same scope
 
 
 application = ProtocolTypeRouter({

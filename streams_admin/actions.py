@@ -40,7 +40,7 @@ def _record(request: HttpRequest, name: str, kwargs: dict[str, Any], result: str
     """An audit row for an attempt that never reached the operation."""
     key = kwargs.get("key", b"")
     AuditEntry.objects.create(
-        user=request.user, username=request.user.get_username(),
+        user=request.user, username=request.user.get_username(),  # type: ignore[misc]  # logged in: behind screen()
         address=request.META.get("REMOTE_ADDR"), action=name, key=key,
         key_text=names.show(key)[:500], group=names.show(kwargs.get("group") or b"")[:500],
         ok=False, result=result,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -141,7 +141,9 @@ def _call(commands: list[tuple[object, ...]], read: Callable[[_Reply], object],
         raise
     try:
         conn.send_packed_command(conn.pack_commands(commands))
-        return read(_Reply(conn._get_socket()))  # noqa: SLF001 (see the docstring)
+        sock = conn._get_socket()  # noqa: SLF001 (see the docstring)
+        assert sock is not None  # get_connection() connected it
+        return read(_Reply(sock))
     except (OSError, redis.ConnectionError) as exc:  # a timeout too: the banner
         conn.disconnect()
         refresh_slots()
@@ -217,7 +219,7 @@ def read_ranges(commands: list[tuple[object, ...]], start: Callable[[int, str, i
                     raise _Stop
 
     with contextlib.suppress(_Stop):  # _call dropped the connection, with the rest of the reply
-        _call(commands, read, node_client(commands[0][1]))  # type: ignore[arg-type] (one key)
+        _call(commands, read, node_client(commands[0][1]))  # type: ignore[arg-type]  # one key
 
 
 ID_BYTES = 64  # more than any entry ID: what XINFO STREAM keeps of its entries' bulk strings
@@ -233,9 +235,11 @@ def xinfo_streams(keys: list[bytes]) -> list[tuple[object, object]]:
     for _ in range(2):
         moving: list[tuple[int, str]] = []
         for node, positions, asking in todo:
+            commands: list[tuple[object, ...]]
             commands = [c for i in positions for kind in ("STREAM", "GROUPS")
                         for c in ([("ASKING",)] if asking else []) + [("XINFO", kind, keys[i])]]
-            flat = _call(commands, lambda reply, c=commands: _read_infos(reply, c), node)
+            # mypy cannot type a lambda with a default argument (which binds this loop's list).
+            flat = _call(commands, lambda reply, c=commands: _read_infos(reply, c), node)  # type: ignore[misc]
             for n, i in enumerate(positions):
                 pair = (flat[2 * n], flat[2 * n + 1])  # type: ignore[index]
                 redirect = next((str(x) for x in pair if isinstance(x, _Redirect)), None)
@@ -261,7 +265,7 @@ def _read_infos(reply: _Reply, commands: list[tuple[object, ...]]) -> list[objec
             continue
         stream = command[1] == "STREAM"
         try:
-            raw = reply.any(ID_BYTES if stream else 1 << 30)
+            raw: Any = reply.any(ID_BYTES if stream else 1 << 30)  # a list when not stream
             out.append(_as_dict(raw) if stream else [_as_dict(g) for g in raw])
         except redis.ResponseError as exc:
             redirect = str(exc).startswith(REDIRECTS)

@@ -99,7 +99,7 @@ def _skipping(key: bytes, group: bytes, group_info: streams.Group,
     except ActionError:  # the group went meanwhile: the action will say so
         return {"skips": False}
     known = group_info.lag is not None and not preview.at_least
-    return {"skips": True, "skipped": max(0, group_info.lag - preview.lag) if known else None,
+    return {"skips": True, "skipped": max(0, group_info.lag - preview.lag) if known else None,  # type: ignore[operator]  # known: lag is not None
             "skipped_at_least": group_info.lag_counted == "at least"}
 
 
@@ -145,7 +145,8 @@ def _selection(request: HttpRequest) -> tuple[list[str], str, str]:
 def requeue(request: HttpRequest, info: streams.StreamInfo, key: bytes,
             group: bytes) -> dict[str, Any]:
     ids, after, retry = _selection(request)
-    reach, error = (), ""
+    reach: tuple[pending_ops.CopyReach, ...] = ()
+    error = ""
     try:
         reach = pending_ops.requeue_reach(key, group, ids)
     except ActionError as exc:
@@ -165,7 +166,8 @@ def _claim_targets(detail: GroupDetail) -> list[bytes]:
 def delete_entries(request: HttpRequest, info: streams.StreamInfo,
                    key: bytes) -> dict[str, Any]:
     ids, after, retry = _selection(request)
-    risks, error = (), ""
+    risks: tuple[stream_ops.EntryRisk, ...] = ()
+    error = ""
     try:
         risks = stream_ops.preview_delete(key, ids)
     except ActionError as exc:

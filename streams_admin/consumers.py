@@ -9,6 +9,7 @@ import logging
 import re
 import weakref
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -96,7 +97,7 @@ def refused(key: bytes, exc: redis.ResponseError) -> str:
     return f"Redis refused to tail {shown}: {exc}"
 
 
-def _staff(scope: dict[str, Any]) -> bool:
+def _staff(scope: Mapping[str, Any]) -> bool:
     return permissions.may_view(scope.get("user"))
 
 
@@ -181,7 +182,7 @@ class TailConsumer(JsonConsumer):
         if message["type"] == "websocket.receive":
             # Acks, many a second: skip Channels' per-message thread hop that closes stale
             # database connections (this consumer never touches the database after connect).
-            await self.websocket_receive(message)
+            await self.websocket_receive(message)  # type: ignore[arg-type]  # checked above
         else:
             await super().dispatch(message)
 
@@ -210,7 +211,7 @@ class TailConsumer(JsonConsumer):
                 await hub().leave(key, self.viewer)
             self.keys.clear()
 
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None,
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None,  # type: ignore[override]  # as Channels' own
                    close: bool = False) -> None:
         self.quiet_since = asyncio.get_running_loop().time()  # the next ping is due from here
         await super().send(text_data, bytes_data, close)

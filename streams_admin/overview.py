@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -18,6 +17,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from streams_admin import conf, names
+from streams_admin.bus import lua
+from streams_admin.bus.lua import Lua
 from streams_admin.flight import SingleFlight
 from streams_admin.models import AuditEntry
 from streams_admin.redis import REDIRECTS, Server, by_node, client, node_name, refresh_slots
@@ -73,9 +74,10 @@ class Overview:
         return self.of_kind("poison")
 
 
-SCRIPT = (Path(__file__).parent / "summaries.lua").read_text()
+SCRIPT = Lua.file(__file__, "summaries.lua")
 # On a cluster one call reads keys of many slots of its node (Redis 7.0+): never writes.
-CLUSTER_SCRIPT = "#!lua flags=no-writes,allow-cross-slot-keys\n" + SCRIPT
+CLUSTER_SCRIPT = Lua.file(__file__, "summaries.lua",
+                          first_line="#!lua flags=no-writes,allow-cross-slot-keys\n")
 CHUNK = 500  # keys per script call: each call holds Redis for well under a millisecond
 
 
@@ -86,18 +88,13 @@ def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[Stream
     of XINFO calls would cost redis-py two parsed replies per stream.
     """
     rows: list[Any] = [False] * len(keys)
-    script = CLUSTER_SCRIPT if server.cluster else SCRIPT
     flag = "1" if with_last else "0"
     moving: list[int] = []
     for node, positions in by_node(keys):  # one round trip per node
-        pipe = node.pipeline(transaction=False)
         chunks = [positions[at : at + CHUNK] for at in range(0, len(positions), CHUNK)]
-        for chunk in chunks:
-            if server.cluster:  # keys as arguments: declared keys must share one slot
-                pipe.eval(script, 0, flag, *(keys[i] for i in chunk))
-            else:
-                pipe.eval(script, len(chunk), *(keys[i] for i in chunk), flag)
-        for chunk, reply in zip(chunks, pipe.execute(raise_on_error=False), strict=True):
+        calls = [_call([keys[i] for i in chunk], flag, server) for chunk in chunks]
+        for chunk, reply in zip(chunks, lua.pipelined(node, calls, raise_on_error=False),
+                                strict=True):
             if isinstance(reply, redis.ResponseError) and str(reply).startswith(REDIRECTS):
                 moving += chunk  # a slot migrating, or the map is stale: asked key by key
             elif isinstance(reply, Exception):
@@ -113,16 +110,20 @@ def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[Stream
     return [_summary(key, row, server) for key, row in zip(keys, rows, strict=True) if row]
 
 
+def _call(keys: list[bytes], flag: str, server: Server) -> lua.Command:
+    if server.cluster:  # keys as arguments: declared keys must share one slot
+        return CLUSTER_SCRIPT.command([], [flag, *keys])
+    return SCRIPT.command(keys, [flag])
+
+
 def _one_by_one(keys: list[bytes], flag: str) -> list[Any]:
     """Keys of a slot on the move, through the cluster client, which follows MOVED and ASK:
     a key moving during a resharding is listed once, not lost."""
     if not keys:
         return []
     refresh_slots()
-    pipe = client().pipeline(transaction=False)
-    for key in keys:
-        pipe.execute_command("EVAL", SCRIPT, 1, key, flag)  # a cluster pipeline has no eval()
-    return [reply[0] for reply in pipe.execute()]
+    calls = [SCRIPT.command([key], [flag]) for key in keys]
+    return [reply[0] for reply in lua.pipelined(client(), calls)]
 
 
 def _summary(key: bytes, row: list, server: Server) -> StreamInfo:

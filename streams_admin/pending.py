@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from streams_admin import conf
+from streams_admin.bus.lua import Lua
 from streams_admin.redis import client
 from streams_admin.streams import Group, StreamInfo
 from streams_admin.values import id_key, id_time, text_id
 
-# Which of these IDs still have an entry: checked inside Redis, so a page of pending entries
-# costs one command and a few bytes whatever the entries hold.
-EXISTS = """
-local out = {}
-for i, id in ipairs(ARGV) do out[i] = #redis.call("XRANGE", KEYS[1], id, id, "COUNT", 1) end
-return out
-"""
+EXISTS = Lua.file(__file__, "exists.lua")  # which of these IDs still have an entry
 
 
 @dataclass(frozen=True)
@@ -108,7 +104,7 @@ def _exists(stream: StreamInfo, ids: list[str]) -> list[bool]:
             found[entry_id] = True
     unsure = [entry_id for entry_id in ids if entry_id not in found]
     if unsure:
-        replies = client().register_script(EXISTS)(keys=[stream.key], args=unsure)
+        replies = EXISTS(client(), [stream.key], unsure)
         found |= dict(zip(unsure, map(bool, replies), strict=True))
     return [found[entry_id] for entry_id in ids]
 
@@ -124,7 +120,7 @@ def pending_page(
 ) -> PendingPage:
     """One page of the group's pending entries by ID (XPENDING with IDLE and a consumer)."""
     start = f"({after}" if after else "-"
-    rows = client().xpending_range(
+    rows: list[Any] = client().xpending_range(
         stream.key, group, start, "+", count + 1, consumername=consumer,
         idle=min_idle_ms or None,
     )

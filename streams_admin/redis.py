@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import functools
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -19,7 +20,7 @@ from django.dispatch import receiver
 from streams_admin import conf
 
 
-def _options() -> dict[str, object]:
+def _options() -> dict[str, Any]:
     return {
         "socket_timeout": conf.get("SOCKET_TIMEOUT"),
         "socket_connect_timeout": conf.get("CONNECT_TIMEOUT"),
@@ -31,7 +32,7 @@ def _raw(response: object, **options: object) -> object:
     return response
 
 
-def _keep_pairs(r: redis.Redis | redis.asyncio.Redis) -> None:
+def _keep_pairs(r: redis.Redis | redis.asyncio.Redis | redis.asyncio.RedisCluster) -> None:
     # redis-py turns entries into dicts, which drops duplicate field names; keep the pairs.
     for command in ("XRANGE", "XREVRANGE", "XREAD", "XAUTOCLAIM"):
         r.set_response_callback(command, _raw)
@@ -64,11 +65,11 @@ def _client(url: str) -> redis.Redis:
         _keep_pairs(node)
         return node
 
-    manager.create_redis_node = create_redis_node
+    manager.create_redis_node = create_redis_node  # type: ignore[method-assign]
     for node in cluster.get_nodes():
         if node.redis_connection is not None:
             _keep_pairs(node.redis_connection)
-    return cluster  # type: ignore[return-value] (the same commands, routed by key)
+    return cluster  # type: ignore[return-value]  # the same commands, routed by key
 
 
 def client() -> redis.Redis:
@@ -229,7 +230,7 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def server_from_info(info: dict[str, object]) -> Server:
+def server_from_info(info: dict[str, Any]) -> Server:
     valkey = info.get("server_name") == "valkey" or "valkey_version" in info
     flavour = "Valkey" if valkey else "Redis"
     compat = parse_version(str(info.get("redis_version", "0")))

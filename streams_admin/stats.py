@@ -2,7 +2,7 @@
 
 Each STATS_INTERVAL the sampler reads every stream some page watches, once for all of them,
 through one Redis connection (on a cluster, one per node): the read model's own pipelines
-(streams.queue_infos, then queue_counts for the lags Redis cannot give), so a live figure is
+(streams.queue_infos, then lag_counts for the lags Redis cannot give), so a live figure is
 the figure the page shows.
 Each stream's figures are JSON-encoded once per change; a socket gets the streams it watches
 whose figures changed since its previous message (all of them in its first).
@@ -28,6 +28,7 @@ import redis
 import redis.asyncio
 
 from streams_admin import conf, names, params, streams
+from streams_admin.bus import lua
 from streams_admin.consumers import JsonConsumer, _staff
 from streams_admin.redis import (
     Server,
@@ -120,7 +121,8 @@ class Sampler:
             while True:
                 try:
                     # In a thread: connect() may ask the server whether it is a cluster.
-                    client = client or await asyncio.to_thread(self.connect)
+                    if client is None:
+                        client = await asyncio.to_thread(self.connect)
                     server = server or server_from_info(await _server_info(client))
                     await self.sample(client, server)
                     if isinstance(client, redis.asyncio.RedisCluster):
@@ -158,9 +160,8 @@ class Sampler:
             streams.queue_infos(pipe, chunk)
             infos = streams.infos_from(chunk, await pipe.execute(raise_on_error=False), server)
             found = [info for info in infos if info is not None]
-            pipe = client.pipeline(transaction=False)
-            unknown = streams.queue_counts(pipe, found)
-            counted = await pipe.execute() if unknown else []
+            unknown, calls = streams.lag_counts(found)
+            counted = await lua.pipelined_async(client, calls) if calls else []
             changed |= self.update(streams.with_counts(found, unknown, counted))
             gone = [key for key, info in zip(chunk, infos, strict=True) if info is None]
             changed |= self.forget(gone)
@@ -235,7 +236,7 @@ async def _server_info(client: redis.asyncio.Redis) -> dict[str, Any]:
 def _connect() -> redis.asyncio.Redis:
     if is_cluster():
         # Pipelines routed by key: one round trip to each node holding some of the keys, one
-        # connection per node; the lag counts (EVAL) go to each key's node too.
+        # connection per node; the lag counts (EVALSHA) go to each key's node too.
         return async_cluster_client(client_name=CLIENT_NAME)  # type: ignore[return-value]
     client = async_client()
     # Named, on every (re)connection: an operator's CLIENT LIST shows what holds it.

@@ -15,6 +15,8 @@ from redis.crc import key_slot
 
 from streams_admin import conf
 from streams_admin.bounded import read_entry, xinfo_streams
+from streams_admin.bus import lua
+from streams_admin.bus.lua import Lua
 from streams_admin.redis import Server, client
 from streams_admin.redis import server as read_server
 from streams_admin.rows import (  # noqa: F401 (pages of entries: the read model's, kept there)
@@ -190,27 +192,25 @@ def stream(key: bytes, server: Server) -> StreamInfo:
 def count_lags(infos: list[StreamInfo]) -> list[StreamInfo]:
     """The streams with each lag Redis cannot give (deletions past the group's position, or
     Redis < 7) counted inside Redis, up to LAG_COUNT_LIMIT: one round trip for them all."""
-    pipe = client().pipeline(transaction=False)
-    unknown = queue_counts(pipe, infos)
-    return with_counts(infos, unknown, pipe.execute() if unknown else [])
+    unknown, calls = lag_counts(infos)
+    return with_counts(infos, unknown, lua.pipelined(client(), calls) if calls else [])
 
 
 LagCount = tuple[int, Group]  # (index of the stream in infos, a group whose lag is unknown)
 
 
-def queue_counts(pipe: Pipeline, infos: list[StreamInfo]) -> list[LagCount]:
-    """COUNT_AFTER on a pipeline (sync or async) for each group with no lag; returns them."""
+def lag_counts(infos: list[StreamInfo]) -> tuple[list[LagCount], list[lua.Command]]:
+    """The groups with no lag, and a COUNT_AFTER call for each, for one pipeline (a sync or
+    asyncio client's, plain or cluster: routed by key)."""
     unknown = [(i, g) for i, info in enumerate(infos) for g in info.groups if g.lag is None]
     limit = conf.get("LAG_COUNT_LIMIT")
-    for i, g in unknown:
-        # execute_command: a cluster's pipeline has no eval(), though it routes EVAL by key
-        pipe.execute_command("EVAL", COUNT_AFTER, 1, infos[i].key, g.last_delivered_id, limit)
-    return unknown
+    return unknown, [COUNT_AFTER.command([infos[i].key], [g.last_delivered_id, limit])
+                     for i, g in unknown]
 
 
 def with_counts(infos: list[StreamInfo], unknown: list[LagCount], replies: list[int]
                 ) -> list[StreamInfo]:
-    """The streams with queue_counts's replies as their groups' lags."""
+    """The streams with lag_counts's replies as their groups' lags."""
     if not unknown:
         return infos
     limit = conf.get("LAG_COUNT_LIMIT")
@@ -227,8 +227,7 @@ def with_counts(infos: list[StreamInfo], unknown: list[LagCount], replies: list[
             for i, info in enumerate(infos)]
 
 
-# Entries after an ID (exclusive), counted in Redis up to a limit: no entry leaves it.
-COUNT_AFTER = 'return #redis.call("XRANGE", KEYS[1], "(" .. ARGV[1], "+", "COUNT", ARGV[2])'
+COUNT_AFTER = Lua.file(__file__, "count_after.lua")  # entries after an ID, up to a limit
 
 
 def counted(count: int, limit: int) -> str:

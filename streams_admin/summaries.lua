@@ -1,9 +1,11 @@
--- For each key: {length, last-generated-id or false, {{name, consumers, pending,
+-- KEYS: streams (a standalone server); on a cluster none: the streams come after ARGV[1],
+-- keys of many slots of this node (run with allow-cross-slot-keys).
+-- ARGV[1]: "1" to read each stream's last-generated-id too, else "0".
+-- Reply, for each key: {length, last-generated-id or false, {{name, consumers, pending,
 -- last-delivered-id, entries-read or false, lag or false}, ...}, first entry ID or false (only
--- asked when there are groups: their lag needs it)}, or false when the key is gone or no
--- longer a stream. Read-only; one reply instead of two per stream.
--- On a cluster the keys come after ARGV[1] (they are of many slots of this node), and a key
--- this node does not hold (any more: a resharding) is "moved", to be asked elsewhere.
+-- asked when there are groups: their lag needs it)}; false when the key is gone or no longer
+-- a stream; "moved" on a cluster when this node does not hold it (any more: a resharding),
+-- to be asked elsewhere. Read-only; one reply instead of two per stream.
 local with_last = ARGV[1] == "1"
 local keys = KEYS
 if #KEYS == 0 then

@@ -195,7 +195,7 @@ class Hub:
             self.clustered = True
             control = self.cluster.control()
             await slot_map(control)
-            return control
+            return control  # type: ignore[return-value]  # the same commands, routed by key
         self.clustered = False
         r = self.connect()
         r.set_retry(Retry(NoBackoff(), 1))  # a pooled one gone stale
@@ -236,7 +236,7 @@ class Hub:
         except BaseException:
             await self.leave(key, viewer)
             raise
-        return upto, [parse_entry(row) for row in reversed(rows)]
+        return upto, [parse_entry(row) for row in reversed(rows or [])]
 
     async def leave(self, key: bytes, viewer: Viewer) -> None:
         reader = self.readers.get(key)
@@ -279,12 +279,13 @@ class Hub:
             await self.command(_nothing)  # the control client: a cluster's or a server's
         if self.clustered:
             return await self.command(
-                lambda r: tail_cluster.scan_primaries(r, pattern, limit, keep))
+                lambda r: tail_cluster.scan_primaries(r, pattern, limit, keep))  # type: ignore[arg-type]  # clustered: r is the RedisCluster
         found: list[bytes] = []
         cursor = 0
         while True:
+            # mypy cannot type a lambda with a default argument (binding this cursor).
             cursor, keys = await self.command(
-                lambda r, at=cursor: r.scan(at, match=pattern, count=1000, _type="stream"))
+                lambda r, at=cursor: r.scan(at, match=pattern, count=1000, _type="stream"))  # type: ignore[misc]
             found += filter(keep, keys)
             if not cursor or len(found) >= limit:
                 return found[:limit]

@@ -28,13 +28,14 @@ class ClusterConnect:
     shard reads with a plain client of that node."""
 
     is_cluster: Callable[[], bool]  # blocking: asked once, in a thread
-    control: Callable[[], redis.asyncio.Redis]  # a redis.asyncio.RedisCluster
+    control: Callable[[], redis.asyncio.RedisCluster]
     node: Callable[[str], redis.asyncio.Redis]  # host:port -> that node's client
 
 
 def node_shard(hub: Hub, control: redis.asyncio.RedisCluster, key: bytes) -> Shard:
     """The shard of the primary holding key, by the control client's slot map."""
-    name = control.get_node_from_key(key).name
+    # None only when a replica is asked for; a bytes key is hashed as it is.
+    name = control.get_node_from_key(key).name  # type: ignore[arg-type,union-attr]
     if name not in hub.node_shards:
         hub.node_shards[name] = Shard(hub, node=name)
     return hub.node_shards[name]

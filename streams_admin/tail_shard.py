@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.typing import KeyT, StreamIdT
 
 if TYPE_CHECKING:
     from streams_admin.tail import Hub, Reader
@@ -114,7 +115,7 @@ class Shard:
             if reply:
                 await asyncio.sleep(max(0.0, FRAME_INTERVAL - (loop.time() - started)))
 
-    def _hand_out(self, readers: dict[bytes, Reader], reply: object) -> None:
+    def _hand_out(self, readers: dict[bytes, Reader], reply: Any) -> None:
         # RESP2 answers [[key, entries], ...], RESP3 {key: entries}.
         for key, items in reply.items() if isinstance(reply, dict) else reply:
             reader = readers.get(key)
@@ -135,7 +136,7 @@ class Shard:
                 self._client_id = 0
             self._set_trouble(None)  # Redis answers again: reading resumes from last_id
         readers = dict(self.readers)
-        streams = {key: reader.last_id for key, reader in readers.items()}
+        streams: dict[KeyT, StreamIdT] = {key: r.last_id for key, r in readers.items()}
         self._issued, self._blocked = self._generation, True
         try:
             reply = await self._client.xread(streams, count=READ_COUNT, block=BLOCK_MS)
@@ -153,7 +154,7 @@ class Shard:
             self._client.set_retry(Retry(NoBackoff(), 0))  # this loop retries, and says why
             self._client.connection_pool.connection_kwargs["client_name"] = READ_NAME
         readers = dict(self.readers)
-        slots: dict[int, dict[bytes, str]] = {}
+        slots: dict[int, dict[KeyT, StreamIdT]] = {}
         for key, reader in readers.items():
             slots.setdefault(key_slot(key), {})[key] = reader.last_id
         pipe = self._client.pipeline(transaction=False)
@@ -213,6 +214,7 @@ class Shard:
             if not self._blocked or self._issued == self._generation or not self._client_id:
                 return
             with contextlib.suppress(redis.RedisError):
-                if await self.hub.command(lambda r, to=self._client_id: r.client_unblock(to)):
+                # mypy cannot type a lambda with a default argument (binding the id now).
+                if await self.hub.command(lambda r, to=self._client_id: r.client_unblock(to)):  # type: ignore[misc]
                     return
             await asyncio.sleep(0.02)  # sent, but not blocking in Redis yet

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 
 from streams_admin import names
 from streams_admin.bus import wire
@@ -63,7 +65,7 @@ def human_duration(ms: int | None) -> str:
     return " ".join(parts[:2])
 
 
-def human_bytes(size: int) -> str:
+def human_bytes(size: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -232,8 +234,8 @@ class Entry:
                 by_name.setdefault(name.raw, value)
         if self.first_field or not all(field in by_name for field in ENVELOPE_FIELDS):
             return None
-        texts = [by_name[f].preview(1024) for f in ENVELOPE_FIELDS[:3]]
-        return Envelope(*texts, data=by_name[wire.DATA])
+        event_id, event_type, timestamp = (by_name[f].preview(1024) for f in ENVELOPE_FIELDS[:3])
+        return Envelope(event_id, event_type, timestamp, data=by_name[wire.DATA])
 
     @property
     def data_position(self) -> int:
@@ -275,7 +277,7 @@ def _cli_quote(raw: bytes) -> str:
     return '"' + "".join(out) + '"'
 
 
-def parse_entry(item: list) -> Entry:
+def parse_entry(item: Sequence[Any]) -> Entry:
     entry_id, flat = item
     pairs = tuple((Value(flat[i]), Value(flat[i + 1])) for i in range(0, len(flat), 2))
     return Entry(id=text_id(entry_id) or "", fields=pairs)

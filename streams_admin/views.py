@@ -136,7 +136,7 @@ def entry(request: HtmxHttpRequest, key: bytes, entry_id: str) -> HttpResponse:
         "stream": info,
         "entry_id": entry_id,
         "entry": found,
-        "xadd": found.xadd_command(key) if whole and (full or found.size <= XADD_LIMIT) else "",
+        "xadd": found.xadd_command(key) if whole and (full or found.size <= XADD_LIMIT) else "",  # type: ignore[union-attr]  # whole: found
         "xadd_fits": found is not None and found.total_fields <= budget.fields
         and found.size <= budget.size,
         "budget": budget,
@@ -158,7 +158,7 @@ def _field_position(text: str | None) -> int:
 XADD_LIMIT = 65536  # bigger entries give the command with ?full=1 (if within ENTRY_BYTES)
 
 
-@screen
+@screen  # type: ignore[arg-type]  # a StreamingHttpResponse goes through screen() as it is
 def download(request: HtmxHttpRequest, key: bytes, entry_id: str,
              position: int) -> StreamingHttpResponse:
     """One field's value, whole, as a file (the pages show a budget of it). Sent in chunks

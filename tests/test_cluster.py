@@ -110,7 +110,7 @@ def test_overview_round_trips_grow_with_nodes_not_streams(
         counted[n] = delta(before, commands(redis_cluster))
         assert len(table(page.content)) == 5
     assert counted[200] == counted[10], counted
-    assert counted[200]["cmdstat_eval"] == 3  # the summaries: one script call per primary
+    assert counted[200]["cmdstat_evalsha"] == 3  # the summaries: one script call per primary
 
 
 def holder(rc: redis.RedisCluster, key: str) -> int | None:

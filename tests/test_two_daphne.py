@@ -254,19 +254,19 @@ def test_failed_logins_through_both_processes_count_together(pair: Pair) -> None
 
 
 async def _tail(base: str, session: str, key: str) -> Any:
-    socket = await connect(f"{base.replace('http', 'ws', 1)}/ws/tail/?key={key}",
+    ws = await connect(f"{base.replace('http', 'ws', 1)}/ws/tail/?key={key}",
                            origin=base, additional_headers={"Cookie": f"sessionid={session}"},
                            open_timeout=30)
-    first = json.loads(await asyncio.wait_for(socket.recv(), 30))
+    first = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert first["type"] == "live", first
-    return socket
+    return ws
 
 
-async def _next_entry_ids(socket: Any) -> list[str]:
+async def _next_entry_ids(ws: Any) -> list[str]:
     while True:
-        message = json.loads(await asyncio.wait_for(socket.recv(), 30))
+        message = json.loads(await asyncio.wait_for(ws.recv(), 30))
         if message["type"] == "entries":
-            await socket.send(json.dumps({"ack": message["seq"]}))
+            await ws.send(json.dumps({"ack": message["seq"]}))
             return re.findall(r'data-id="([^"]+)"', "".join(message["rows"]))
         assert message["type"] == "ping", message
 

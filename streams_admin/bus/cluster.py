@@ -30,27 +30,17 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from streams_admin.bus import lua
 from streams_admin.bus.coalesce import Coalescer, Command, Unavailable, _Batch, backoff
+from streams_admin.bus.lua import Lua
 
 # Worth sending again (only these commands, not the whole pipeline): a node away, a failover.
 RETRYABLE = (*Unavailable, ClusterDownError, TryAgainError, SlotNotCoveredError)
 # What the consumer waits out with backoff on a cluster, besides Redis being away.
 TRANSIENT = (*Unavailable, RedisClusterException)
 
-# Runs ARGV as commands (each prefixed by its length); stops at the first error, so an XACK
-# after a failed write never runs. Its keys are declared, so the cluster routes it by slot.
-ATOMIC = """
-local out, i, n = {}, 1, 0
-while i <= #ARGV do
-  local argc = tonumber(ARGV[i])
-  local r = redis.call(unpack(ARGV, i + 1, i + argc))
-  if type(r) == 'table' and r.ok then r = r.ok end
-  n = n + 1
-  out[n] = r or false
-  i = i + argc + 1
-end
-return out
-"""
+# Runs ARGV as commands, stopping at the first error; keys declared, so routed by slot.
+ATOMIC = Lua.file(__file__, "atomic.lua")
 
 
 class BusCluster(aioredis.RedisCluster):
@@ -101,7 +91,7 @@ def atomic(commands: list[Command]) -> Command:
     argv: list[Any] = []
     for command in commands:
         argv += [len(command), *command]
-    return ("EVAL", ATOMIC, len(keys), *keys, *argv)
+    return ATOMIC.command(keys, argv)
 
 
 class ClusterCoalescer(Coalescer):
@@ -114,11 +104,7 @@ class ClusterCoalescer(Coalescer):
         deadline = time.monotonic() + self.retry_s
         delays = backoff(self.backoff_s, self.backoff_max_s)
         while True:
-            client = self.client()
-            pipe = client.pipeline(transaction=False)
-            for i in todo:
-                pipe.execute_command(*commands[i])
-            replies = await guarded(client, pipe.execute(raise_on_error=False))
+            replies = await _scripts_loaded(self.client(), [commands[i] for i in todo])
             for i, result in zip(todo, replies, strict=True):
                 results[i] = result
             todo = [i for i in todo if isinstance(results[i], RETRYABLE)]
@@ -162,6 +148,30 @@ class ClusterCoalescer(Coalescer):
         for batch, (start, count, whole) in zip(batches, plans, strict=True):
             outcomes.append(_outcome(batch, done[start:start + count], whole, acked))
         return outcomes
+
+
+async def _scripts_loaded(client: Any, commands: list[Command]) -> list[Any]:
+    """The commands' results; a script call the node lacked the script for (NOSCRIPT: did
+    not run; a flush, a restart, a failover's new primary) is sent again once loaded there.
+    A load that meets a failover leaves its calls to the next round as that error."""
+    replies = await _send(client, commands)
+    again = lua.missing(commands, replies)
+    if again:
+        try:
+            await guarded(client, lua.load_async(client, [commands[i] for i in again]))
+        except RETRYABLE as error:
+            return [error if i in again else reply for i, reply in enumerate(replies)]
+        for i, reply in zip(again, await _send(client, [commands[i] for i in again]),
+                            strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _send(client: Any, commands: list[Command]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return list(await guarded(client, pipe.execute(raise_on_error=False)))
 
 
 def _split(commands: list[Command]) -> tuple[list[Command], list[Command]]:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -31,9 +31,11 @@ Unavailable = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # One command as Redis sees it: ("XADD", key, "*", field, value, ...). Replies come back raw.
 Command = tuple[bytes | str | int | float, ...]
+# hiredis's stub types the argument as a 1-tuple; it packs a command of any length.
+pack_command = cast(Callable[[Command], bytes], hiredis.pack_command)
 
 
-def xadd(key: str, fields: dict, maxlen: int | None = None) -> Command:
+def xadd(key: bytes | str, fields: dict[Any, Any], maxlen: int | None = None) -> Command:
     trim = ("MAXLEN", "~", maxlen) if maxlen else ()
     return ("XADD", key, *trim, "*", *chain.from_iterable(fields.items()))
 
@@ -115,7 +117,7 @@ class Coalescer:
         wire, where = self._wire(commands) if commands else ([], [])
         try:
             await connection.send_packed_command(
-                b"".join(hiredis.pack_command(c) for c in [*wire, command]), check_health=False)
+                b"".join(pack_command(c) for c in [*wire, command]), check_health=False)
             async with asyncio.timeout(READ_TIMEOUT_S):
                 replies = [await reply(connection) for _ in wire]
         except BaseException as error:
@@ -125,7 +127,8 @@ class Coalescer:
         _deliver(batches, self._results(replies, where))
 
     def _take(self) -> list[_Batch]:
-        taken, size = [], 0
+        taken: list[_Batch] = []
+        size = 0
         while self._queue and (not taken or size + len(self._queue[0].commands)
                                <= self.max_commands):
             batch = self._queue.popleft()
@@ -156,7 +159,7 @@ class Coalescer:
         connection = await pool.get_connection()
         try:
             await connection.send_packed_command(
-                b"".join(hiredis.pack_command(c) for c in wire), check_health=False)
+                b"".join(pack_command(c) for c in wire), check_health=False)
             # One deadline for the whole batch: a timer per reply cost more than parsing it.
             async with asyncio.timeout(READ_TIMEOUT_S):
                 replies = [await reply(connection) for _ in wire]

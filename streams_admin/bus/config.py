@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -10,7 +11,7 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "agent:stream:"
 
 # Environment variable for each option that may come from the environment, and its type.
-ENV = {
+ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "redis_url": ("REDIS_URL", str),
     "prefix": ("BUS_PREFIX", str),
     "max_deliveries": ("BUS_MAX_DELIVERIES", int),

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.typing import StreamIdT
 
 from streams_admin.bus import coalesce
 from streams_admin.bus.cluster import TRANSIENT, guarded, slot_of
@@ -147,6 +148,7 @@ class Consumer:
         if self.handling.cluster:
             return await self._read_slots(count, block)
         acks = self.handling.acks
+        command: coalesce.Command
         command = ("XREADGROUP", "GROUP", self.group, self.name, "COUNT", count, "BLOCK", block,
                    "STREAMS", *self.subscriptions, *[">"] * len(self.subscriptions))
         pool = self.blocking().connection_pool
@@ -249,7 +251,8 @@ class Consumer:
 
     def _acked(self, key: EntryKey, results: list[Any] | BaseException) -> None:
         failed = isinstance(results, BaseException) or isinstance(results[-1], Exception)
-        errors = results if failed else [r for r in results if isinstance(r, Exception)]
+        # Not failed: results is the list (mypy cannot see that through `failed`).
+        errors = results if failed else [r for r in results if isinstance(r, Exception)]  # type: ignore[union-attr]
         if errors:
             log.warning("ack of %s %s: %r", key[0], key[1], errors)
         self._release(key, acked=not failed)
@@ -270,14 +273,15 @@ class Consumer:
             free = self._free()
             if free <= 0:
                 return
-            rows = await self.client().xpending_range(
+            rows: list[Any] = await self.client().xpending_range(
                 stream, self.group, min="-", max="+", consumername=self.name, idle=idle,
                 count=free + len(self._in_flight) + len(self._retry_after))
             wanted = {text(r["message_id"]): r["times_delivered"] + 1 for r in rows
                       if self._eligible((stream, text(r["message_id"])), now)}
-            ids = list(wanted)[:free]
+            ids = list[StreamIdT](wanted)[:free]
             if ids:
-                claimed = await self.client().xclaim(stream, self.group, self.name, 0, ids)
+                claimed: list[Any] = await self.client().xclaim(
+                    stream, self.group, self.name, 0, ids)
                 for entry_id, fields in claimed:
                     self._dispatch(stream, text(entry_id), fields, wanted[text(entry_id)])
 

@@ -80,8 +80,8 @@ class Handling:
                                     "malformed")
         if deliveries > self.config.max_deliveries:
             # Delivered this often without an ack or a recorded failure: it kills consumers.
-            error = RuntimeError(f"delivered {deliveries} times without finishing")
-            return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
+            stuck = RuntimeError(f"delivered {deliveries} times without finishing")
+            return await self.dead_letter(sub, stream, entry_id, fields, stuck, deliveries,
                                     "max_deliveries")
         if sub.idempotent:
             return await self._once(sub, envelope, fields)
@@ -163,7 +163,7 @@ class Handling:
     async def dead_letter(self, sub: Subscription, stream: str, entry_id: str,
                           fields: dict[bytes, bytes], error: BaseException, deliveries: int,
                           reason: str) -> Outcome:
-        record: dict[bytes | str, bytes | str] = dict(fields or {})
+        record: dict[bytes | str, bytes | str] = dict((fields or {}).items())
         record.update({
             wire.ERROR: f"{type(error).__name__}: {error}", wire.REASON: reason,
             wire.DELIVERY_COUNT: str(deliveries), wire.ORIGINAL_STREAM: stream,

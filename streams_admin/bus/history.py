@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from streams_admin.bus import wire
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, text, time_to_id
+from streams_admin.bus.lua import Lua
 
 log = logging.getLogger("streams_admin.bus")
 
@@ -46,7 +47,7 @@ async def iter_history(client: aioredis.Redis, keys: Keys, event_type: str, star
     stream = keys.stream(event_type)
     low = start_id(start, since)
     while True:
-        entries = await client.xrange(stream, min=low, max=end, count=page)
+        entries: list[Any] = await client.xrange(stream, min=low, max=end, count=page) or []
         for entry_id, fields in entries:
             yield _envelope(stream, text(entry_id), fields)
         if len(entries) < page:
@@ -68,37 +69,8 @@ async def replay(client: aioredis.Redis, keys: Keys, event_type: str,
     return count
 
 
-# Atomic, so no group can be created or read from between finding the floor and trimming.
-# The floor is the lowest of: each group's oldest pending entry, and the entry after each
-# group's last-delivered ID (nothing from there on was delivered to that group yet).
-SAFE_TRIM = """
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function lower(a, b)
-  if a == nil then return b end
-  local ams, aseq = parse(a)
-  local bms, bseq = parse(b)
-  if bms < ams or (bms == ams and bseq < aseq) then return b end
-  return a
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-if #groups == 0 then return 0 end
-local floor = nil
-if ARGV[1] ~= '' then floor = ARGV[1] end
-for _, group in ipairs(groups) do
-  local info = {}
-  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
-  local ms, seq = parse(info['last-delivered-id'])
-  floor = lower(floor, string.format('%.0f-%.0f', ms, seq + 1))
-  if info['pending'] > 0 then
-    floor = lower(floor, redis.call('XPENDING', KEYS[1], info['name'])[2])
-  end
-end
-return redis.call('XTRIM', KEYS[1], 'MINID', floor)
-"""
+# Trims below the lowest ID a group still needs, in one atomic step (KEYS, ARGV: the file).
+SAFE_TRIM = Lua.file(__file__, "safe_trim.lua")
 
 
 async def safe_trim(client: aioredis.Redis, keys: Keys, event_type: str,
@@ -109,5 +81,5 @@ async def safe_trim(client: aioredis.Redis, keys: Keys, event_type: str,
     none of its entries was delivered to anyone yet.
     """
     limit = time_to_id(before) if isinstance(before, datetime) else (before or "")
-    removed = await client.eval(SAFE_TRIM, 1, keys.stream(event_type), limit)
+    removed = await SAFE_TRIM.run(client, [keys.stream(event_type)], [limit])
     return int(removed)

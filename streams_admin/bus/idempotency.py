@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
-from streams_admin.bus.coalesce import Coalescer
+from streams_admin.bus.coalesce import Coalescer, Command
 
 log = logging.getLogger("streams_admin.bus")
 
@@ -65,7 +66,7 @@ class Markers:
             ("GET", key),
         ])
         if value != token:
-            return value
+            return cast(bytes | None, value)  # GET's reply
         self._leases.add(key)
         if self._renewer is None:
             self._renewer = asyncio.create_task(self._renew())
@@ -76,7 +77,8 @@ class Markers:
             await asyncio.sleep(self.lease_ms / 3000)
             # GT: only ever lengthens a TTL, so it can never cut short a `done` marker's
             # long life should the run have finished meanwhile.
-            commands = [("PEXPIRE", key, self.lease_ms, "GT") for key in self._leases]
+            commands: list[Command] = [("PEXPIRE", key, self.lease_ms, "GT")
+                                       for key in self._leases]
             try:
                 results = await self.commands.run(commands)
             except Exception as error:  # noqa: BLE001 - retried next round, while leases last

@@ -17,7 +17,6 @@ import json
 import logging
 from typing import Any
 
-import hiredis
 import redis.asyncio as aioredis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -82,7 +81,7 @@ async def _wait(replies: aioredis.Redis, commands: Coalescer, stream: str,
 
 async def _blocking_read(connection: Any, stream: str, deadline: float) -> tuple[Any, bool]:
     block_ms = max(1, int((deadline - asyncio.get_running_loop().time()) * 1000))
-    wire = b"".join(hiredis.pack_command(c) for c in _read_and_delete(stream, block_ms))
+    wire = b"".join(coalesce.pack_command(c) for c in _read_and_delete(stream, block_ms))
     try:
         async with asyncio.timeout_at(deadline + GRACE_S):
             await connection.send_packed_command(wire, check_health=False)

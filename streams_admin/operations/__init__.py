@@ -88,7 +88,7 @@ def audited(actor: Actor, action: str, key: bytes, work: Callable[[], Outcome], 
     touched = list(outcome.ids) or asked
     sample = conf.get("AUDIT_SAMPLE")
     user = actor.user if getattr(actor.user, "pk", None) else None
-    AuditEntry.objects.create(
+    AuditEntry.objects.create(  # type: ignore[misc]  # a pk: a saved AUTH_USER_MODEL user
         user=user, username=getattr(actor.user, "username", "") or "anonymous",
         address=actor.address, action=action, key=key, key_text=names.show(key)[:500],
         group=names.show(group)[:500] if group is not None else "",

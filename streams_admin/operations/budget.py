@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streams_admin import conf
-from streams_admin.operations.scripts import COUNT_STEP, script
-from streams_admin.redis import node_client
+from streams_admin.operations.scripts import COUNT_STEP
+from streams_admin.redis import client, node_client
 from streams_admin.values import id_key, text_id
 
 
@@ -54,10 +54,10 @@ class Budget:
         `upto` entries were counted, or this walk's share (`cap`) of the budget is spent."""
         allowed = min(self.left, cap if cap is not None else self.left)
         goal = allowed if upto is None else min(upto, allowed)
-        count, last, run = 0, None, script(COUNT_STEP)
+        count, last = 0, None
         step, micros = conf.get("PREVIEW_STEP"), int(conf.get("PREVIEW_STEP_MS") * 1000)
         while count < goal:
-            n, reached, ended = run(keys=[self.key], args=[
+            n, reached, ended = COUNT_STEP(client(), [self.key], [
                 command, start, end, min(step, goal - count), micros, group])
             count, self.left = count + n, self.left - n
             if reached:

@@ -6,12 +6,13 @@ malformed metadata, is refused and stays where it is; the audit row names every 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from streams_admin import conf, names
 from streams_admin.bus import wire
 from streams_admin.dead_letters import metadata
 from streams_admin.operations import Actor, Outcome, audited, check_ids, moves, plural
-from streams_admin.operations.scripts import REDRIVE, script
+from streams_admin.operations.scripts import REDRIVE
 from streams_admin.redis import client
 
 
@@ -65,7 +66,7 @@ def redrive(actor: Actor, key: bytes, ids: list[str]) -> Outcome:
 def _move(key: bytes, entry_id: str, original: bytes) -> int | bytes:
     """One script when both streams share a slot; on a cluster otherwise, two steps."""
     if moves.atomic(key, original):
-        return script(REDRIVE)(keys=[key, original], args=[entry_id, *wire.DEAD_LETTER_FIELDS])
+        return REDRIVE(client(), [key, original], [entry_id, *wire.DEAD_LETTER_FIELDS])
     return moves.redrive(key, entry_id, original)
 
 
@@ -97,7 +98,7 @@ def _redriven(moved: list[str], skipped: int, refused: dict[str, int],
 
 def dead_letter_ids(key: bytes, after: str | None, count: int) -> list[str]:
     """The next IDs of a dead-letter stream, for re-driving all of it in bounded steps."""
-    rows = client().xrange(key, f"({after}" if after else "-", "+", count=count)
+    rows: Any = client().xrange(key, f"({after}" if after else "-", "+", count=count)  # raw pairs
     return [row[0].decode() for row in rows]
 
 

@@ -13,6 +13,7 @@ two operators at once: a duplicate, which consumers of an at-least-once bus alre
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 from redis.cluster import key_slot
@@ -20,7 +21,7 @@ from redis.cluster import key_slot
 from streams_admin import names
 from streams_admin.bus import wire
 from streams_admin.operations import ActionError, plural
-from streams_admin.operations.scripts import COPY_ONCE, script
+from streams_admin.operations.scripts import COPY_ONCE
 from streams_admin.redis import client, is_cluster
 
 COPY_LOOKBACK = 100  # newest entries of the target a retry looks through for its own copy
@@ -60,7 +61,7 @@ def said(count_atomic: int, count_two_steps: int) -> str:
 
 
 def _copy(target: bytes, markers: list[bytes | str], fields: list[bytes | str]) -> bytes:
-    new_id, _ = script(COPY_ONCE)(keys=[target], args=[COPY_LOOKBACK, *markers, *fields])
+    new_id, _ = COPY_ONCE(client(), [target], [COPY_LOOKBACK, *markers, *fields])
     return new_id
 
 
@@ -72,7 +73,7 @@ def dead_letter(key: bytes, group: bytes, entry_id: str, target: bytes,
     pending = r.xpending_range(key, group, entry_id, entry_id, 1)
     if not pending:
         return 0
-    found = r.xrange(key, entry_id, entry_id, count=1)
+    found: Any = r.xrange(key, entry_id, entry_id, count=1)  # raw pairs (redis._keep_pairs)
     if not found:
         return -1
     fields = [*found[0][1], *metadata,
@@ -87,7 +88,7 @@ def redrive(key: bytes, entry_id: str, original: bytes) -> int | bytes:
     """REDRIVE's work in two steps: 0 when the dead letter is gone, else the new entry's ID.
     The copy carries redriven_from/redriven_id (the dead letter) so a retry knows it."""
     r = client()
-    found = r.xrange(key, entry_id, entry_id, count=1)
+    found: Any = r.xrange(key, entry_id, entry_id, count=1)  # raw pairs (redis._keep_pairs)
     if not found:
         return 0
     skip = {*wire.DEAD_LETTER_FIELDS, REDRIVEN_FROM, REDRIVEN_ID}

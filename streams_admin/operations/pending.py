@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from streams_admin import conf, names
 from streams_admin.bus import wire
@@ -18,7 +19,7 @@ from streams_admin.operations import (
     moves,
     plural,
 )
-from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE, script
+from streams_admin.operations.scripts import DEAD_LETTER, REQUEUE
 from streams_admin.redis import client
 from streams_admin.values import id_key, parse_entry
 
@@ -45,9 +46,9 @@ def ack_matching(actor: Actor, key: bytes, group: bytes, *, consumer: bytes | No
         r = client()
         done, cursor, budget = 0, after, conf.get("ACTION_BUDGET")
         while done < budget:
-            rows = r.xpending_range(key, group, f"({cursor}" if cursor else "-", "+",
-                                    conf.get("ACTION_CHUNK"), consumername=consumer,
-                                    idle=min_idle_ms or None)
+            rows: list[Any] = r.xpending_range(key, group, f"({cursor}" if cursor else "-", "+",
+                                               conf.get("ACTION_CHUNK"), consumername=consumer,
+                                               idle=min_idle_ms or None)
             if not rows:
                 return Outcome(True, f"Acknowledged {plural(done, 'entry')}.", done)
             ids = [row["message_id"] for row in rows]
@@ -69,7 +70,8 @@ def claim(actor: Actor, key: bytes, group: bytes, ids: list[str], to: bytes | No
         consumer = check_name(to, "consumer")
         claimed: list[str] = []
         for part in chunks(chosen, 1000):
-            got = client().xclaim(key, group, consumer, min_idle_ms, part, justid=True)
+            # JUSTID: the IDs. A list[str] will do: redis-py's list type is invariant.
+            got: list[Any] = client().xclaim(key, group, consumer, min_idle_ms, part, justid=True)  # type: ignore[arg-type]
             claimed += [i.decode() for i in got]
         skipped = len(chosen) - len(claimed)
         note = (f"; {plural(skipped, 'entry')} not claimed: no longer pending, or taken by "
@@ -116,9 +118,9 @@ def _claim_from(key: bytes, group: bytes, source: bytes, to: bytes, min_idle_ms:
                 after: str | None) -> Outcome:
     r, done, budget = client(), 0, conf.get("ACTION_BUDGET")
     while done < budget:
-        rows = r.xpending_range(key, group, f"({after}" if after else "-", "+",
-                                conf.get("ACTION_CHUNK"), consumername=source,
-                                idle=min_idle_ms or None)
+        rows: list[Any] = r.xpending_range(key, group, f"({after}" if after else "-", "+",
+                                           conf.get("ACTION_CHUNK"), consumername=source,
+                                           idle=min_idle_ms or None)
         if not rows:
             return Outcome(True, f"Claimed {plural(done, 'entry')} from {names.show(source)} "
                            f"to {names.show(to)}.", done)
@@ -157,10 +159,9 @@ def requeue(actor: Actor, key: bytes, group: bytes, ids: list[str], confirm: str
             raise ActionError("Other groups read this stream and will get the copies too: "
                               "type the group's name exactly to requeue anyway, or claim "
                               "the entries to a consumer of this group instead.")
-        run = script(REQUEUE)
         new, stale, gone = [], 0, 0
         for entry_id in chosen:
-            answer = run(keys=[key], args=[group, entry_id])
+            answer = REQUEUE(client(), [key], [group, entry_id])
             if answer == 0:
                 stale += 1
             elif answer == -1:
@@ -200,18 +201,17 @@ def dead_letter(actor: Actor, key: bytes, group: bytes, ids: list[str],
             pipe.xrange(key, entry_id, entry_id, count=1)
         entries = {i: parse_entry(found[0]) if found else None
                    for i, found in zip(chosen, pipe.execute(), strict=True)}
-        run = script(DEAD_LETTER)
         moved, skipped, two_steps = [], 0, 0
         for entry_id, entry in entries.items():
             fields = {n.raw: v.raw for n, v in entry.fields} if entry else {}
-            metadata = [
+            metadata: list[bytes | str] = [
                 wire.ERROR, f"moved by {who} from the dashboard: {reason or 'no reason given'}",
                 wire.REASON, b"operator", wire.ORIGINAL_STREAM, key, wire.ORIGINAL_ID, entry_id,
                 wire.GROUP, group, wire.DEAD_LETTERED_AT, datetime.now(UTC).isoformat(),
             ]
             target = dead_letter_key(key, fields)
             if moves.atomic(key, target):
-                answer = run(keys=[key, target], args=[group, entry_id, *metadata])
+                answer = DEAD_LETTER(client(), [key, target], [group, entry_id, *metadata])
             else:  # streams in different cluster slots: no script spans both
                 answer = moves.dead_letter(key, group, entry_id, target, metadata)
             if isinstance(answer, bytes):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from streams_admin import conf, names, params
 from streams_admin.bus import BusConfig, envelope, wire
@@ -180,7 +181,7 @@ def trim(actor: Actor, key: bytes, strategy: str, text: str, approximate: bool,
             return Outcome(False, f"Refused: {some} to be trimmed are still pending or not "
                            "yet delivered. Tick the override to trim anyway.",
                            details=_risk_details(risk))
-        options = {preview.strategy: preview.threshold, "approximate": approximate}
+        options: dict[str, Any] = {preview.strategy: preview.threshold, "approximate": approximate}
         if preview.strategy == "maxlen":
             options["maxlen"] = int(preview.threshold)
         removed = client().xtrim(key, **options)

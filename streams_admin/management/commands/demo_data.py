@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from streams_admin import demo
 from streams_admin.redis import client
@@ -11,7 +11,7 @@ from streams_admin.redis import client
 class Command(BaseCommand):
     help = "Create the demo streams that are missing; --traffic keeps publishing events."
 
-    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--traffic", action="store_true", help="publish events until stopped")
         parser.add_argument("--rate", type=float, default=5.0, help="events per second")
 

@@ -254,9 +254,10 @@ def test_failed_logins_through_both_processes_count_together(pair: Pair) -> None
 
 
 async def _tail(base: str, session: str, key: str) -> Any:
+    """A live tail as the page opens it: the page's own Origin, the session cookie."""
     ws = await connect(f"{base.replace('http', 'ws', 1)}/ws/tail/?key={key}",
-                           origin=base, additional_headers={"Cookie": f"sessionid={session}"},
-                           open_timeout=30)
+                       origin=base, additional_headers={"Cookie": f"sessionid={session}"},
+                       open_timeout=30)
     first = json.loads(await asyncio.wait_for(ws.recv(), 30))
     assert first["type"] == "live", first
     return ws

@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING
 
 import redis
 import redis.asyncio
+from redis.crc import key_slot
 
+from streams_admin import tail_shard
 from streams_admin.redis import slot_map
-from streams_admin.tail_shard import Shard
 
 if TYPE_CHECKING:
-    from streams_admin.tail import Hub
+    from streams_admin.tail import Hub, Reader
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,11 @@ class ClusterConnect:
     node: Callable[[str], redis.asyncio.Redis]  # host:port -> that node's client
 
 
-def node_shard(hub: Hub, control: redis.asyncio.RedisCluster, key: bytes) -> Shard:
+def node_shard(hub: Hub, control: redis.asyncio.RedisCluster, key: bytes) -> tail_shard.Shard:
     """The shard of the primary holding key, by the control client's slot map."""
     name = control.get_node_from_key(key).name
     if name not in hub.node_shards:
-        hub.node_shards[name] = Shard(hub, node=name)
+        hub.node_shards[name] = tail_shard.Shard(hub, node=name)
     return hub.node_shards[name]
 
 
@@ -64,6 +65,57 @@ async def rehome(hub: Hub, control: redis.asyncio.RedisCluster) -> bool:
         for viewer in reader.viewers:
             viewer.tell()
     return moved
+
+
+QUIET_POLLS = 20  # polls in a row with nothing (1 s): a slot group is idle
+IDLE_EVERY = 4  # an idle slot group is read every 4th poll (200 ms), a busy one every poll
+
+
+class SlotPolls:
+    """Which of a cluster shard's slot groups a poll reads: one that had entries lately every
+    poll (an entry waits at most POLL_INTERVAL), one quiet for QUIET_POLLS polls in a row
+    every IDLE_EVERY-th (its next entry waits up to IDLE_EVERY x POLL_INTERVAL). A firehose
+    over many idle streams sends about IDLE_EVERY times fewer XREADs, and a poll's pipeline
+    is that much shorter: Redis and this process spend less on streams where nothing comes."""
+
+    def __init__(self) -> None:
+        self.quiet: dict[int, int] = {}  # slot -> polls in a row that read nothing there
+        self.polls = 0
+
+    def due(self, readers: dict[bytes, Reader]) -> dict[int, dict[bytes, str]]:
+        """The slot groups to read now: {slot: {key: last ID}}."""
+        self.polls += 1
+        everyone = self.polls % IDLE_EVERY == 0
+        slots: dict[int, dict[bytes, str]] = {}
+        for key, reader in readers.items():
+            slots.setdefault(key_slot(key), {})[key] = reader.last_id
+        self.quiet = {slot: self.quiet.get(slot, 0) for slot in slots}  # of slots still read
+        return {slot: streams for slot, streams in slots.items()
+                if everyone or self.quiet[slot] < QUIET_POLLS}
+
+    def heard(self, slot: int, anything: bool) -> None:
+        self.quiet[slot] = 0 if anything else self.quiet.get(slot, 0) + 1
+
+
+def migrating(error: Exception) -> bool:
+    """A slot group's read refused because its slot is migrating to another primary: one of
+    its keys went there already (ASK), or some did (TRYAGAIN, for a read of several keys)."""
+    return isinstance(error, redis.exceptions.AskError | redis.exceptions.TryAgainError)
+
+
+async def read_migrating(hub: Hub, streams: dict[bytes, str], count: int) -> list | Exception:
+    """A migrating slot group read stream by stream through the control client, which
+    follows ASK (ASKING, then the read on the importing node; one command at a time, so on
+    its one connection to that node): each stream read where it is, from its last ID, until
+    the slot is handed over (MOVED) and the shard's rehome moves it. Its error, if any."""
+    out: list = []
+    for key, last_id in streams.items():
+        try:
+            answer = await hub.command(lambda r, k=key, i=last_id: r.xread({k: i}, count=count))
+        except redis.RedisError as exc:
+            return exc
+        out += answer.items() if isinstance(answer, dict) else answer or []
+    return out
 
 
 async def scan_primaries(r: redis.asyncio.RedisCluster, pattern: str, limit: int,

@@ -8,6 +8,7 @@ primary, and the control client's one per node (the hub sends it one command at 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -74,9 +75,10 @@ IDLE_EVERY = 4  # an idle slot group is read every 4th poll (200 ms), a busy one
 class SlotPolls:
     """Which of a cluster shard's slot groups a poll reads: one that had entries lately every
     poll (an entry waits at most POLL_INTERVAL), one quiet for QUIET_POLLS polls in a row
-    every IDLE_EVERY-th (its next entry waits up to IDLE_EVERY x POLL_INTERVAL). A firehose
-    over many idle streams sends about IDLE_EVERY times fewer XREADs, and a poll's pipeline
-    is that much shorter: Redis and this process spend less on streams where nothing comes."""
+    every IDLE_EVERY-th (its next entry waits up to IDLE_EVERY x POLL_INTERVAL), the quiet
+    ones spread over the polls by slot so that every pipeline is as short. A firehose over
+    many idle streams sends about IDLE_EVERY times fewer XREADs: Redis and this process
+    spend less on streams where nothing comes (bench/cluster_tail.py)."""
 
     def __init__(self) -> None:
         self.quiet: dict[int, int] = {}  # slot -> polls in a row that read nothing there
@@ -85,16 +87,20 @@ class SlotPolls:
     def due(self, readers: dict[bytes, Reader]) -> dict[int, dict[bytes, str]]:
         """The slot groups to read now: {slot: {key: last ID}}."""
         self.polls += 1
-        everyone = self.polls % IDLE_EVERY == 0
         slots: dict[int, dict[bytes, str]] = {}
         for key, reader in readers.items():
-            slots.setdefault(key_slot(key), {})[key] = reader.last_id
+            slots.setdefault(_slot(key), {})[key] = reader.last_id
         self.quiet = {slot: self.quiet.get(slot, 0) for slot in slots}  # of slots still read
         return {slot: streams for slot, streams in slots.items()
-                if everyone or self.quiet[slot] < QUIET_POLLS}
+                if self.quiet[slot] < QUIET_POLLS or (self.polls + slot) % IDLE_EVERY == 0}
 
     def heard(self, slot: int, anything: bool) -> None:
         self.quiet[slot] = 0 if anything else self.quiet.get(slot, 0) + 1
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _slot(key: bytes) -> int:
+    return key_slot(key)  # asked for every watched stream 20 times a second
 
 
 def migrating(error: Exception) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
@@ -69,16 +69,18 @@ async def rehome(hub: Hub, control: redis.asyncio.RedisCluster) -> bool:
 
 
 QUIET_POLLS = 20  # polls in a row with nothing (1 s): a slot group is idle
-IDLE_EVERY = 4  # an idle slot group is read every 4th poll (200 ms), a busy one every poll
+IDLE_BATCH = 32  # idle slot groups a poll reads before they are spread over several polls
+IDLE_EVERY = 4  # at most: an idle slot group is read at least every 4th poll (200 ms)
 
 
 class SlotPolls:
     """Which of a cluster shard's slot groups a poll reads: one that had entries lately every
-    poll (an entry waits at most POLL_INTERVAL), one quiet for QUIET_POLLS polls in a row
-    every IDLE_EVERY-th (its next entry waits up to IDLE_EVERY x POLL_INTERVAL), the quiet
-    ones spread over the polls by slot so that every pipeline is as short. A firehose over
-    many idle streams sends about IDLE_EVERY times fewer XREADs: Redis and this process
-    spend less on streams where nothing comes (bench/cluster_tail.py)."""
+    poll (an entry waits at most POLL_INTERVAL). Those quiet for QUIET_POLLS polls in a row
+    too while there are at most IDLE_BATCH of them; past that they take turns, about
+    IDLE_BATCH a poll, each read at least every IDLE_EVERY-th poll (its next
+    entry waits up to IDLE_EVERY x POLL_INTERVAL). A firehose over 1,000 idle streams sends
+    about IDLE_EVERY times fewer XREADs, in shorter pipelines; a tail of a few streams is
+    read as before (bench/cluster_tail.py)."""
 
     def __init__(self) -> None:
         self.quiet: dict[int, int] = {}  # slot -> polls in a row that read nothing there
@@ -91,8 +93,10 @@ class SlotPolls:
         for key, reader in readers.items():
             slots.setdefault(_slot(key), {})[key] = reader.last_id
         self.quiet = {slot: self.quiet.get(slot, 0) for slot in slots}  # of slots still read
-        return {slot: streams for slot, streams in slots.items()
-                if self.quiet[slot] < QUIET_POLLS or (self.polls + slot) % IDLE_EVERY == 0}
+        idle = [slot for slot, quiet in self.quiet.items() if quiet >= QUIET_POLLS]
+        every = min(IDLE_EVERY, max(1, -(-len(idle) // IDLE_BATCH)))
+        skipped = {slot for n, slot in enumerate(idle) if (self.polls + n) % every}
+        return {slot: streams for slot, streams in slots.items() if slot not in skipped}
 
     def heard(self, slot: int, anything: bool) -> None:
         self.quiet[slot] = 0 if anything else self.quiet.get(slot, 0) + 1
@@ -116,8 +120,12 @@ async def read_migrating(hub: Hub, streams: dict[bytes, str], count: int) -> lis
     the slot is handed over (MOVED) and the shard's rehome moves it. Its error, if any."""
     out: list = []
     for key, last_id in streams.items():
+
+        async def read(r: redis.asyncio.Redis, k: bytes = key, i: str = last_id) -> Any:
+            return await r.xread({k: i}, count=count)
+
         try:
-            answer = await hub.command(lambda r, k=key, i=last_id: r.xread({k: i}, count=count))
+            answer = await hub.command(read)
         except redis.RedisError as exc:
             return exc
         out += answer.items() if isinstance(answer, dict) else answer or []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 import redis
 
@@ -144,7 +144,7 @@ def read_ranges(commands: list[tuple[object, ...]], start: Callable[[int, str, i
                     raise _Stop
 
     with contextlib.suppress(_Stop):  # _call dropped the connection, with the rest of the reply
-        _on_key(commands, read, commands[0][1])  # type: ignore[arg-type] (one key)
+        _on_key(commands, read, cast(bytes, commands[0][1]))  # all of one key
 
 
 ID_BYTES = 64  # more than any entry ID: what XINFO STREAM keeps of its entries' bulk strings

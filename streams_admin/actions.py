@@ -184,7 +184,7 @@ def ack_matching(request: HttpRequest, key: bytes, group: bytes) -> Outcome:
         min_idle_ms=idle_ms(request, "idle"), after=params.after_id(request.POST.get("after")))
 
 
-PUBLISH_FIELDS = ("event_type", "data", "correlation_id")
+PUBLISH_FIELDS = ("event_type", "data", "correlation_id", "hash_tag")
 
 
 @screen
@@ -202,7 +202,7 @@ def publish(request: HttpRequest) -> HttpResponse:
 def publish_event(request: HttpRequest) -> Outcome | HttpResponse:
     p = request.POST
     outcome = stream_ops.publish(actor(request), p.get("event_type", ""), p.get("data", ""),
-                                 p.get("correlation_id", ""))
+                                 p.get("correlation_id", ""), hash_tag=p.get("hash_tag") == "1")
     if outcome.ok:
         return outcome
     # Refused (bad JSON, no type, Redis down): the form again, with what was typed.

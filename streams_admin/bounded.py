@@ -14,136 +14,59 @@ chunk, whatever the entry holds; Redis: one XRANGE.
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 
 from streams_admin.redis import REDIRECTS, by_node, node_at, node_client, refresh_slots
-
-CHUNK = 64 * 1024
-
-
-class _Reply:
-    """A RESP2 reply read from a socket, with a buffer of at most one chunk (or one line)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.buf = sock, bytearray()
-
-    def _fill(self) -> None:
-        data = self.sock.recv(CHUNK)
-        if not data:
-            raise redis.ConnectionError("Redis closed the connection during a read")
-        self.buf += data
-
-    def line(self) -> tuple[bytes, bytes]:
-        """(the type byte, the rest) of a line like *2 or $10; an error reply raises."""
-        while (end := self.buf.find(b"\r\n")) < 0:
-            self._fill()
-        line = bytes(self.buf[:end])
-        del self.buf[:end + 2]
-        if line[:1] == b"-":
-            raise redis.ResponseError(line[1:].decode("utf-8", "replace"))
-        return line[:1], line[1:]
-
-    def header(self) -> tuple[bytes, int]:
-        kind, rest = self.line()
-        return kind, int(rest)
-
-    def bulk(self, keep: int) -> tuple[bytearray, int]:
-        """A bulk string's first `keep` bytes (the rest is read and dropped), and its length."""
-        kind, size = self.header()
-        if kind != b"$" or size < 0:
-            raise redis.ResponseError(f"unexpected reply {kind!r} in an entry")
-        return self._body(size, keep), size
-
-    def _body(self, size: int, keep: int) -> bytearray:
-        kept = bytearray(min(keep, size))  # filled in place: no copy of a big value
-        view, at = memoryview(kept), 0
-        while at < len(kept):
-            if not self.buf:
-                self._fill()
-            take = min(len(kept) - at, len(self.buf))
-            with memoryview(self.buf) as part:
-                view[at:at + take] = part[:take]
-            del self.buf[:take]
-            at += take
-        self._drop(size + 2 - len(kept))  # the rest, and its \r\n
-        return kept  # not bytes(kept): that would copy a whole downloaded value
-
-    def skip(self, count: int) -> int:
-        """Read and drop `count` bulk strings; their total length. The fast path for the
-        thousands of fields a row does not show: no object made for any of them."""
-        buf, at, total = self.buf, 0, 0
-        find, end_of_buf = buf.find, len(buf)
-        for _ in range(count):
-            while (end := find(b"\r\n", at)) < 0:
-                del buf[:at]
-                at = 0
-                self._fill()
-                end_of_buf = len(buf)
-            if buf[at] != 36:  # b"$"
-                raise redis.ResponseError(f"unexpected reply {bytes(buf[at:end])!r} in an entry")
-            size = int(buf[at + 1:end])
-            total, at = total + size, end + 4 + size  # the header's \r\n, the body, its \r\n
-            if at > end_of_buf:
-                del buf[:end_of_buf]
-                self._drop(at - end_of_buf)
-                at, end_of_buf = 0, len(buf)
-        del buf[:at]
-        return total
-
-    def _drop(self, count: int) -> None:
-        """Read and drop `count` bytes: the buffer's first, then the socket's, received into
-        one scratch chunk (no bytes object made for them)."""
-        if count <= len(self.buf):
-            del self.buf[:count]
-            return
-        count -= len(self.buf)
-        self.buf.clear()
-        with memoryview(bytearray(CHUNK)) as scratch:
-            while count:
-                got = self.sock.recv_into(scratch, min(count, CHUNK))
-                if not got:
-                    raise redis.ConnectionError("Redis closed the connection during a read")
-                count -= got
-
-    def any(self, keep: int) -> object:
-        """Any reply, each bulk string cut to `keep` bytes."""
-        kind, rest = self.line()
-        if kind == b":":
-            return int(rest)
-        if kind in b"+_":  # a simple string, or RESP3's null
-            return rest or None
-        size = int(rest)
-        if size < 0:
-            return None
-        if kind == b"$":
-            return bytes(self._body(size, keep))
-        return [self.any(keep) for _ in range(2 * size if kind == b"%" else size)]
-
+from streams_admin.resp import Reply
 
 Keep = Callable[[int, int], int]  # (item position, its length) -> bytes to keep of it
 
 
-def _call(commands: list[tuple[object, ...]], read: Callable[[_Reply], object],
-          node: redis.Redis) -> object:
+class _Moving(redis.ConnectionError):
+    """The node redirected the key before any reply was read: it may be asked again."""
+
+    def __init__(self, message: str, redirect: str) -> None:
+        super().__init__(message)
+        self.redirect = redirect
+
+
+def _on_key(commands: list[tuple[object, ...]], read: Callable[[Reply], object],
+            key: bytes) -> object:
+    """_call on the node holding key. A slot migrating (ASK) is followed once: each command
+    after an ASKING, on the node the ASK names; a stale slot map (MOVED) is read again and
+    the key asked once more. Still moving: the banner."""
+    try:
+        return _call(commands, read, node_client(key))
+    except _Moving as exc:
+        if not exc.redirect.startswith("ASK "):
+            return _call(commands, read, node_client(key))  # the slot map read again
+        asked = [c for command in commands for c in (("ASKING",), command)]
+        return _call(asked, read, node_at(exc.redirect.split()[2]), asking=True)
+
+
+def _call(commands: list[tuple[object, ...]], read: Callable[[Reply], object],
+          node: redis.Redis, asking: bool = False) -> object:
     """Send commands on a pooled connection of `node`, and read their replies with `read`.
 
-    On a cluster the node is the one holding the key by the cached slot map: one that fails,
-    or says the key moved, has the slot map read again and gives the banner this time."""
+    On a cluster the node is the one holding the key by the cached slot map: one that fails
+    has the slot map read again and gives the banner this time; a redirect before any reply
+    was read is _Moving (see _on_key), after (a key moved between two commands) the banner."""
     pool = node.connection_pool
     try:
         conn = pool.get_connection()
     except redis.ConnectionError:
         refresh_slots()
         raise
+    reply = None
     try:
         conn.send_packed_command(conn.pack_commands(commands))
         sock = conn._get_socket()  # noqa: SLF001 (see the docstring)
         assert sock is not None  # get_connection() connected it
-        return read(_Reply(sock))
+        reply = Reply(sock, asking)
+        return read(reply)
     except (OSError, redis.ConnectionError) as exc:  # a timeout too: the banner
         conn.disconnect()
         refresh_slots()
@@ -151,8 +74,12 @@ def _call(commands: list[tuple[object, ...]], read: Callable[[_Reply], object],
     except redis.ResponseError as exc:
         conn.disconnect()
         if str(exc).startswith(REDIRECTS):
-            refresh_slots()
-            raise redis.ConnectionError(f"The cluster is moving this key: {exc}") from exc
+            if not str(exc).startswith("ASK "):
+                refresh_slots()
+            message = f"The cluster is moving this key: {exc}"
+            if reply is not None and not reply.started and not asking:
+                raise _Moving(message, str(exc)) from exc
+            raise redis.ConnectionError(message) from exc
         raise
     except BaseException:
         conn.disconnect()  # a reply half read: the connection cannot be used again
@@ -165,16 +92,16 @@ def read_entry(key: bytes, entry_id: str, keep: Keep) -> list[tuple[bytearray, i
     """The entry's names and values in order (name, value, name, ...), each as (the bytes
     `keep` kept of it, its length); None when there is no such entry."""
 
-    def read(reply: _Reply) -> list[tuple[bytearray, int]] | None:
+    def read(reply: Reply) -> list[tuple[bytearray, int]] | None:
         if reply.header()[1] == 0:
             return None
         reply.header()  # the entry: [id, fields]
         reply.bulk(0)  # its ID
         count = max(0, reply.header()[1])
-        return [reply.bulk(_keep_size(reply, keep, i)) for i in range(count)]
+        return [reply.bulk(keep(i, reply.next_length())) for i in range(count)]
 
-    return _call([("XRANGE", key, entry_id, entry_id, "COUNT", 1)], read,  # type: ignore[return-value]
-                 node_client(key))
+    return _on_key([("XRANGE", key, entry_id, entry_id, "COUNT", 1)], read,  # type: ignore[return-value]
+                   key)
 
 
 class Fields(Protocol):
@@ -201,7 +128,7 @@ def read_ranges(commands: list[tuple[object, ...]], start: Callable[[int, str, i
     `done` says False the read stops there and the connection is dropped (what is left of the
     reply is never read). Memory: what the Fields keep, and one chunk."""
 
-    def read(reply: _Reply) -> None:
+    def read(reply: Reply) -> None:
         for index in range(len(commands)):
             entries = reply.header()[1]
             for n in range(max(0, entries)):
@@ -213,13 +140,13 @@ def read_ranges(commands: list[tuple[object, ...]], start: Callable[[int, str, i
                     if i >= fields.upto:
                         fields.skip(reply.skip(count - i))
                         break
-                    fields.add(*reply.bulk(_keep_size(reply, fields.keep, i)))
+                    fields.add(*reply.bulk(fields.keep(i, reply.next_length())))
                 last = index == len(commands) - 1 and n == entries - 1
                 if not done(index, fields) and not last:
                     raise _Stop
 
     with contextlib.suppress(_Stop):  # _call dropped the connection, with the rest of the reply
-        _call(commands, read, node_client(commands[0][1]))  # type: ignore[arg-type]  # one key
+        _on_key(commands, read, cast(bytes, commands[0][1]))  # all of one key
 
 
 ID_BYTES = 64  # more than any entry ID: what XINFO STREAM keeps of its entries' bulk strings
@@ -257,7 +184,7 @@ class _Redirect(redis.ResponseError):
     """MOVED, ASK, TRYAGAIN or CLUSTERDOWN: not the key's answer."""
 
 
-def _read_infos(reply: _Reply, commands: list[tuple[object, ...]]) -> list[object]:
+def _read_infos(reply: Reply, commands: list[tuple[object, ...]]) -> list[object]:
     out: list[object] = []
     for command in commands:
         if command[0] == "ASKING":
@@ -294,10 +221,3 @@ def _again(keys: list[bytes], moving: list[tuple[int, str]]
 def _as_dict(flat: object) -> dict[str, object]:
     items = list(flat)  # type: ignore[call-overload]
     return {bytes(k).decode(): v for k, v in zip(items[::2], items[1::2], strict=True)}
-
-
-def _keep_size(reply: _Reply, keep: Keep, position: int) -> int:
-    """`keep` is asked once the item's length is known: peek at its header."""
-    while (end := reply.buf.find(b"\r\n")) < 0:
-        reply._fill()  # noqa: SLF001
-    return keep(position, int(reply.buf[1:end]))

@@ -26,8 +26,9 @@ import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.crc import key_slot
 from redis.typing import KeyT, StreamIdT
+
+from streams_admin import tail_cluster
 
 if TYPE_CHECKING:
     from streams_admin.tail import Hub, Reader
@@ -39,6 +40,7 @@ BLOCK_MS = 1000
 READ_COUNT = 1000  # entries per stream per XREAD
 MAX_BACKOFF = 5.0  # seconds between a failing shard's attempts, at most
 POLL_INTERVAL = 0.05  # seconds between a cluster shard's reads when nothing came
+# (a slot group quiet for a while is read every tail_cluster.IDLE_EVERY-th time only)
 WAKE_TRIES = 50  # x 20 ms (about one block): an XREAD not yet blocking cannot be unblocked
 READ_NAME = "streams-admin:tail-read"  # in CLIENT LIST
 
@@ -69,6 +71,7 @@ class Shard:
         self._generation = 0  # bumped when a stream is added
         self._issued = 0  # the generation the XREAD in flight was issued with
         self._blocked = False
+        self._slot_polls = tail_cluster.SlotPolls()  # on a cluster: which slot groups to read
 
     def add(self, reader: Reader) -> None:
         self.readers[reader.key] = reader
@@ -154,15 +157,17 @@ class Shard:
             self._client.set_retry(Retry(NoBackoff(), 0))  # this loop retries, and says why
             self._client.connection_pool.connection_kwargs["client_name"] = READ_NAME
         readers = dict(self.readers)
-        slots: dict[int, dict[KeyT, StreamIdT]] = {}
-        for key, reader in readers.items():
-            slots.setdefault(key_slot(key), {})[key] = reader.last_id
+        slots = self._slot_polls.due(readers)
         pipe = self._client.pipeline(transaction=False)
         for streams in slots.values():
             pipe.xread(streams, count=READ_COUNT)
         reply: list = []
         errors: list[Exception] = []
-        for answer in await pipe.execute(raise_on_error=False) if slots else []:
+        answers = await pipe.execute(raise_on_error=False) if slots else []
+        for (slot, streams), answer in zip(slots.items(), answers, strict=True):
+            if isinstance(answer, Exception) and tail_cluster.migrating(answer):
+                answer = await tail_cluster.read_migrating(self.hub, streams, READ_COUNT)
+            self._slot_polls.heard(slot, not isinstance(answer, Exception) and bool(answer))
             if isinstance(answer, Exception):
                 errors.append(answer)  # that slot group's: a key moved, or not a stream
             else:

@@ -122,8 +122,11 @@ def stream(request: HtmxHttpRequest, key: bytes) -> HttpResponse:
     except params.BadParam as exc:
         error, page = str(exc), streams.entries_page(key, size)
     prefix = conf.get("BUS_PREFIX").encode()
+    event_type = wire.event_type_of(prefix, key)
     context = {"stream": info, "page": page, "size": size, "sizes": conf.get("PAGE_SIZES"),
-               "event_type": names.show(key[len(prefix):]) if key.startswith(prefix) else "",
+               # The publish form writes to this stream: its type, in its naming.
+               "event_type": names.show(event_type) if event_type is not None else "",
+               "hash_tag": event_type is not None and wire.is_tagged(key[len(prefix):]),
                "at": q.get("at", ""), "error": error, "server": server,
                "match": match, "form": {name: q.get(name, "") for name in FILTER_PARAMS},
                "tail_query": urlencode({

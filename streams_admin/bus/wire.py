@@ -57,6 +57,23 @@ def untag(name: str) -> str:
     return name[1:-1] if name.startswith("{") and name.endswith("}") else name
 
 
+def event_type_of(prefix: bytes, key: bytes) -> bytes | None:
+    """The event type a bus stream's name carries, in either naming: `task.created` for
+    `agent:stream:task.created` and for the hash-tag naming `agent:stream:{task.created}`.
+    None for a key outside the prefix, and for dead-letter and response streams (not an
+    event type's stream). Bytes: the dashboard's keys are (names may be any bytes)."""
+    name = key[len(prefix):] if key.startswith(prefix) else b""
+    if not name or name.startswith((DEADLETTER.encode(), RESPONSE.encode())):
+        return None
+    return name[1:-1] if is_tagged(name) else name
+
+
+def is_tagged(name: bytes) -> bool:
+    """Whether a name after the prefix is the hash-tag naming's `{event_type}` (Redis takes
+    no tag from an empty `{}`)."""
+    return len(name) > 2 and name.startswith(b"{") and name.endswith(b"}")
+
+
 def stream_key(prefix: str, event_type: str) -> str:
     return f"{prefix}{event_type}"
 

@@ -183,9 +183,11 @@ def dead_letter_key(key: bytes, fields: dict[bytes, bytes]) -> bytes:
     """Where the bus puts an event's dead letters (wire.dead_letter_key): by the entry's
     event_type, else by its stream's name after the prefix. Names may be any bytes."""
     prefix = conf.get("BUS_PREFIX").encode()
-    event_type = fields.get(wire.EVENT_TYPE)
-    if not event_type:
-        event_type = key[len(prefix):] if key.startswith(prefix) else key
+    rest = key[len(prefix):] if key.startswith(prefix) else key
+    named = wire.event_type_of(prefix, key)
+    event_type = fields.get(wire.EVENT_TYPE) or named or rest
+    if named is not None and wire.is_tagged(rest):  # the hash-tag naming's
+        event_type = wire.hash_tag(event_type.decode("latin-1")).encode("latin-1")
     return prefix + wire.DEADLETTER.encode() + event_type
 
 

@@ -265,11 +265,13 @@ def delete_stream(actor: Actor, key: bytes, confirm: str) -> Outcome:
     return audited(actor, "delete-stream", key, work)
 
 
-def publish(actor: Actor, event_type: str, data: str, correlation_id: str) -> Outcome:
+def publish(actor: Actor, event_type: str, data: str, correlation_id: str,
+            hash_tag: bool = False) -> Outcome:
     """Publish the bus's envelope to the bus's stream for the type, so the entry is exactly
-    what services publish."""
+    what services publish; `hash_tag`: to the stream of the bus's hash-tag naming."""
     prefix = conf.get("BUS_PREFIX")
-    key = wire.stream_key(prefix, event_type.strip()).encode()
+    name = wire.hash_tag(event_type.strip()) if hash_tag else event_type.strip()
+    key = wire.stream_key(prefix, name).encode()
 
     def work() -> Outcome:
         if not event_type.strip():

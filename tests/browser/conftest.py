@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -52,8 +53,15 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> No
 def dashboard(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
               ) -> Iterator[Dashboard]:
     """Daphne serving dashboard.asgi on a free port, pointed at the suite's redis-server."""
-    tmp = tmp_path_factory.mktemp("dashboard")
-    env = {**os.environ, "SECRET_KEY": "test", "REDIS_URL": redis_server.url,
+    with serve(redis_server.url, tmp_path_factory.mktemp("dashboard")) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def serve(redis_url: str, tmp: Path) -> Iterator[Dashboard]:
+    """Daphne serving dashboard.asgi on a free port, pointed at redis_url (a server, or any
+    node of a cluster), with its own database in tmp."""
+    env = {**os.environ, "SECRET_KEY": "test", "REDIS_URL": redis_url,
            "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
            "DJANGO_SUPERUSER_USERNAME": USERNAME, "DJANGO_SUPERUSER_PASSWORD": PASSWORD,
            "DJANGO_SETTINGS_MODULE": "dashboard.settings",

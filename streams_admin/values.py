@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from streams_admin import names
+from streams_admin import conf, names
 from streams_admin.bus import wire
 
 ENVELOPE_FIELDS = wire.ENVELOPE_FIELDS
@@ -228,8 +228,10 @@ class Entry:
 
     @cached_property
     def envelope(self) -> Envelope | None:
+        # Among the first ROW_FIELDS only, as a list row reads it (rows.RowFields): an entry
+        # looks the same on a bounded page, in the tail and on its own page.
         by_name: dict[bytes, Value] = {}
-        for name, value in self.fields:
+        for name, value in self.fields[:conf.get("ROW_FIELDS")]:
             if not name.cut:
                 by_name.setdefault(name.raw, value)
         if self.first_field or not all(field in by_name for field in ENVELOPE_FIELDS):

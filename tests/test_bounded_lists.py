@@ -188,3 +188,15 @@ def test_an_envelope_among_the_first_fields_is_still_recognised(viewer_client, r
     row = table(viewer_client.get(reverse("streams_admin:stream", args=[b"ev"])).content, 1)[0]
     assert "order.created" in row[2] and "e-1" in row[2]
     assert "4,984 more fields…" in row[-1]  # 5,000 others less the 16 shown
+
+
+def test_envelope_fields_past_the_first_row_fields_make_no_envelope_anywhere(r) -> None:
+    # Found by the property above: 20 fields first, then the envelope's four.
+    filler = [item for n in range(conf.get("ROW_FIELDS")) for item in (f"f{n}", "v")]
+    r.execute_command("XADD", "late", "*", *filler, "event_id", "e-1", "event_type", "t.x",
+                      "timestamp", "1", "data", "{}")
+    whole = parse_entry(client().xrevrange("late")[0])
+    bounded = streams.entries_page(b"late", 10).entries[0]
+    assert whole.envelope is None and bounded.envelope is None
+    limit = conf.get("PREVIEW_CHARS")
+    assert html.entry_row(b"late", bounded, limit) == html.entry_row(b"late", whole, limit)

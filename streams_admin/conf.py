@@ -63,3 +63,9 @@ def get(name: str) -> Any:
 
 def redis_url() -> str:
     return settings.REDIS_URL
+
+
+def redis_options() -> dict[str, Any]:
+    """Connection options for every client of redis_url(): credentials and TLS files
+    (redis-py keyword arguments; see streams_admin.bus.connect)."""
+    return dict(getattr(settings, "REDIS_OPTIONS", {}))

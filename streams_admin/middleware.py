@@ -5,12 +5,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import redis
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from streams_admin.redis import UNAVAILABLE
 
 log = logging.getLogger(__name__)
+
+
+def headline(exception: Exception) -> str:
+    """What the banner says first: a refused TLS certificate or login is not an outage."""
+    text = str(exception)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "Redis's TLS certificate is not trusted (REDIS_TLS_CA names the CA to trust)."
+    if isinstance(exception, redis.AuthenticationError) or "WRONGPASS" in text:
+        return "Redis refused the username or password."
+    return "Redis is not answering."
 
 
 class RedisUnavailableMiddleware:
@@ -24,8 +35,7 @@ class RedisUnavailableMiddleware:
         if not isinstance(exception, UNAVAILABLE):  # a cluster failing over too
             return None
         log.warning("Redis unavailable for %s: %s", request.path, exception)
-        response = render(
-            request, "streams_admin/redis_down.html", {"error": str(exception)}, status=503
-        )
+        response = render(request, "streams_admin/redis_down.html",
+                          {"error": str(exception), "headline": headline(exception)}, status=503)
         response["Retry-After"] = "5"
         return response

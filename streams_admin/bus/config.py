@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from streams_admin.bus.connect import options_from_env
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "agent:stream:"
@@ -25,6 +27,9 @@ ENV = {
 @dataclass(frozen=True)
 class BusConfig:
     redis_url: str = DEFAULT_URL
+    # redis-py connection options for every client: username, password, ssl_* files
+    # (from REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS_*; see connect.py).
+    redis_options: dict[str, Any] = field(default_factory=dict)
     prefix: str = DEFAULT_PREFIX
     # A failing entry is tried this often, then dead-lettered.
     max_deliveries: int = 5
@@ -65,6 +70,8 @@ class BusConfig:
             value = os.environ.get(variable)
             if value:
                 from_env[name] = kind(value)
+        if options := options_from_env(os.environ):
+            from_env["redis_options"] = options
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

@@ -35,7 +35,8 @@ class RedisUnavailableMiddleware:
         if not isinstance(exception, UNAVAILABLE):  # a cluster failing over too
             return None
         log.warning("Redis unavailable for %s: %s", request.path, exception)
-        response = render(request, "streams_admin/redis_down.html",
-                          {"error": str(exception), "headline": headline(exception)}, status=503)
+        context = {"error": str(exception), "headline": headline(exception),
+                   "acl": {}}  # not asked: Redis is down
+        response = render(request, "streams_admin/redis_down.html", context, status=503)
         response["Retry-After"] = "5"
         return response

@@ -2,7 +2,8 @@
 
 Seeing the dashboard takes an active staff account. Changing anything takes a permission too
 (the roles the migrations create grant them), and a dashboard that is not read-only: read-only
-mode is applied here and nowhere else.
+mode is applied here and nowhere else. Last, the Redis user's ACL must allow the action's
+commands (acl.py asks Redis): such an action is shown disabled, with the reason.
 """
 
 from __future__ import annotations
@@ -40,3 +41,11 @@ def may_operate(user: Any) -> bool:
 
 def may_administer(user: Any) -> bool:
     return may(user, ADMINISTER)
+
+
+def redis_refusal(action: str, key: bytes | None) -> str | None:
+    """Why the Redis user's ACL forbids action on key, or None when it does not (or when
+    Redis cannot say beforehand: then its NOPERM answer is shown, and learned)."""
+    from streams_admin import acl  # reads Redis: loaded when first asked
+
+    return acl.refusal(action, key) or None

@@ -91,7 +91,7 @@ def _follow_primary(r: redis.Redis) -> None:
     """Sentinel: ask where the primary is, at most once a second. After a failover the old
     primary still answers reads as a replica, so waiting for an error would keep pages on it
     (and its first write would fail): a moved primary closes the idle connections at once."""
-    pool = r.connection_pool
+    pool = getattr(r, "connection_pool", None)  # a RedisCluster has one per node
     now = time.monotonic()
     if not isinstance(pool, redis.sentinel.SentinelConnectionPool) or \
             now - _followed.get(id(pool), 0.0) < FOLLOW_INTERVAL:

@@ -151,3 +151,31 @@ def test_operator_acl_every_action_works(admin_client, r, seeded, as_redis_user)
     assert not r.exists(S)
     failed = AuditEntry.objects.filter(ok=False).values_list("action", "result")
     assert not list(failed)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_live_tail_and_counts_work_for_a_viewer_user(r, settings) -> None:
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth import get_user_model
+
+    from streams_admin.consumers import TailConsumer
+    from streams_admin.stats import StatsConsumer
+
+    r.execute_command("ACL", "SETUSER", "streams-viewer", *readme_acl("streams-viewer"))
+    settings.REDIS_OPTIONS = {"username": "streams-viewer", "password": "pw"}
+    try:
+        r.xadd(S, {"n": "0"})
+        staff = await get_user_model().objects.acreate_user("op", password="pw", is_staff=True)
+        tail = WebsocketCommunicator(TailConsumer.as_asgi(), f"/ws/tail/?key={S}")
+        counts = WebsocketCommunicator(StatsConsumer.as_asgi(), f"/ws/stats/?key={S}")
+        tail.scope["user"] = counts.scope["user"] = staff
+        assert (await tail.connect(timeout=10))[0] and (await counts.connect(timeout=10))[0]
+        assert (await tail.receive_json_from(timeout=5))["type"] == "live"
+        assert (await counts.receive_json_from(timeout=5))["streams"][S]["length"] == 1
+        new_id = r.xadd(S, {"n": "1"}).decode()
+        message = await tail.receive_json_from(timeout=10)
+        assert message["type"] == "entries" and message["last_id"] == new_id
+        await tail.disconnect()
+        await counts.disconnect()
+    finally:
+        r.acl_deluser("streams-viewer")

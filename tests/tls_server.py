@@ -55,10 +55,10 @@ def make_certs(folder: Path) -> Certs:
 
 
 class TlsRedisServer:
-    """redis-server on a TLS port only (no plain port), and a unix socket."""
+    """redis-server on a TLS port and a unix socket (and a plain port only if given one)."""
 
-    def __init__(self, certs: Certs, auth_clients: bool = False) -> None:
-        self.certs, self.port = certs, free_port()
+    def __init__(self, certs: Certs, auth_clients: bool = False, plain_port: int = 0) -> None:
+        self.certs, self.port, self.plain_port = certs, free_port(), plain_port
         self.dir = Path(tempfile.mkdtemp(prefix="streams-admin-tls-"))
         self.socket = self.dir / "redis.sock"
         self.url = f"rediss://127.0.0.1:{self.port}/0"
@@ -75,7 +75,7 @@ class TlsRedisServer:
     def start(self) -> TlsRedisServer:
         c = self.certs
         self.process = subprocess.Popen([
-            shutil.which("redis-server") or "redis-server", "--port", "0",
+            shutil.which("redis-server") or "redis-server", "--port", str(self.plain_port),
             "--tls-port", str(self.port), "--bind", "127.0.0.1", "--save", "",
             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log"),
             "--tls-cert-file", str(c.server_cert), "--tls-key-file", str(c.server_key),

@@ -205,11 +205,25 @@ def test_the_sentinel_url_form() -> None:
     assert parse_sentinel("rediss+sentinel://h/svc").tls
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sentinels() -> Iterator[SentinelSetup]:
     setup = SentinelSetup().start()
     yield setup
     setup.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_live_counts_through_sentinel(sentinels: SentinelSetup, settings) -> None:
+    settings.REDIS_URL, settings.REDIS_OPTIONS = sentinels.url, {}
+    primary = redis.Redis(port=sentinels.primary_port())
+    primary.flushall()
+    primary.xadd("s", {"n": "0"})
+    staff = await get_user_model().objects.acreate_user("op", password="pw", is_staff=True)
+    counts = WebsocketCommunicator(StatsConsumer.as_asgi(), f"/ws/stats/?key={to_token(b's')}")
+    counts.scope["user"] = staff
+    assert (await counts.connect(timeout=10))[0]
+    assert (await counts.receive_json_from(timeout=5))["streams"]["s"]["length"] == 1
+    await counts.disconnect()
 
 
 def test_pages_follow_a_sentinel_failover(sentinels: SentinelSetup, settings,

@@ -94,6 +94,9 @@ def main() -> None:
             ratios.append(t / p)
             print(f"{name:<14}{p * 1000:>10.2f}{t * 1000:>10.2f}{t / p:>8.2f}")
         print(f"worst ratio {max(ratios):.2f} (target <= 1.3)")
+        held = server.client().client_list()
+        print(f"connections held on the server after {len(PAGES) * 2 * (args.rounds + 3)} "
+              f"requests: {len(held) - 1} (reused, not one per request)")
         print(f"new connection + PING: plain {handshake(plain, {}) * 1000:.2f} ms, "
               f"TLS {handshake(server.url, server.options) * 1000:.2f} ms")
     finally:

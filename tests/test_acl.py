@@ -87,6 +87,13 @@ def test_viewer_acl_every_page_works_and_forbidden_actions_say_why(
     stream = admin_client.get(f"/streams/{S}/").content.decode()
     assert disabled(stream, "may not run XTRIM") and disabled(stream, "may not run UNLINK")
     assert disabled(stream, "may not run XGROUP CREATE")
+    confirmations = {"trim/?strategy=maxlen&threshold=2": "XTRIM", "delete/": "UNLINK",
+                     f"groups/{G}/destroy/": "XGROUP DESTROY",
+                     f"groups/{G}/set-id/?position=%24": "XGROUP SETID",
+                     f"groups/{G}/consumers/live/delete/": "XGROUP DELCONSUMER"}
+    for page, command in confirmations.items():
+        body = admin_client.get(f"/streams/{S}/{page}").content.decode()
+        assert disabled(body, f"may not run {command}"), page
 
 
 def test_a_post_anyway_is_refused_clearly_changes_nothing_and_is_audited(

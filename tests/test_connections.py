@@ -174,8 +174,12 @@ async def test_live_counts_and_tail_over_tls(on_tls) -> None:
 
 
 async def test_the_bus_publishes_and_consumes_over_tls(tls_server: TlsRedisServer) -> None:
-    bus = EventBus(redis_url=tls_server.url, redis_options=tls_server.options,
-                   prefix="tls-test:")
+    await round_trip(EventBus(redis_url=tls_server.url, redis_options=tls_server.options,
+                              prefix="tls-test:"))
+
+
+async def round_trip(bus: EventBus) -> None:
+    """An event published, consumed by a subscriber, the consumer stopped."""
     got: list[object] = []
 
     @bus.subscribe("ping")
@@ -224,6 +228,15 @@ async def test_live_counts_through_sentinel(sentinels: SentinelSetup, settings) 
     assert (await counts.connect(timeout=10))[0]
     assert (await counts.receive_json_from(timeout=5))["streams"]["s"]["length"] == 1
     await counts.disconnect()
+
+
+async def test_the_bus_through_sentinel(sentinels: SentinelSetup) -> None:
+    await round_trip(EventBus(redis_url=sentinels.url, prefix="sentinel-test:"))
+    bus = EventBus(redis_url=sentinels.url, prefix="sentinel-test:")
+    assert await bus.publish("ping", {"n": 2})
+    await bus.aclose()
+    stream = redis.Redis(port=sentinels.primary_port()).xrange("sentinel-test:ping")
+    assert len(stream) == 2
 
 
 def test_pages_follow_a_sentinel_failover(sentinels: SentinelSetup, settings,

@@ -15,7 +15,9 @@ here, so both follow the same URL. Imports nothing from Django.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -136,8 +138,27 @@ def async_client(url: str, options: Mapping[str, Any], **extra: Any) -> redis.as
         return redis.asyncio.Redis.from_url(url, **{**checked(url, options), **extra})
     target = parse_sentinel(url)
     data, sentinels = _sentinel_kwargs(target, options, extra)
-    manager = redis.asyncio.sentinel.Sentinel(target.sentinels, sentinel_kwargs=sentinels)
-    return manager.master_for(target.service, db=target.db, **data)
+    return _async_sentinel(target, sentinels).master_for(target.service, db=target.db, **data)
+
+
+# The Sentinels' clients, one set per event loop (their connections belong to it): the live
+# tail's readers, its control client and the counts' sampler share them instead of each
+# holding its own connection to a Sentinel.
+_sentinels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                      dict[tuple, redis.asyncio.sentinel.Sentinel]] = (
+    weakref.WeakKeyDictionary())
+
+
+def _async_sentinel(target: SentinelURL,
+                    options: dict[str, Any]) -> redis.asyncio.sentinel.Sentinel:
+    try:
+        shared = _sentinels.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:  # no loop yet: nothing to share with
+        shared = {}
+    key = (target.sentinels, tuple(sorted(options.items())))
+    if key not in shared:
+        shared[key] = redis.asyncio.sentinel.Sentinel(target.sentinels, sentinel_kwargs=options)
+    return shared[key]
 
 
 def async_pool(url: str, options: Mapping[str, Any],

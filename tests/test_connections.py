@@ -256,3 +256,46 @@ def test_pages_follow_a_sentinel_failover(sentinels: SentinelSetup, settings,
         assert time.monotonic() < deadline
         time.sleep(0.2)
     assert_pages_work(operator_client, entry)
+
+
+# -- a cluster, its ACL user given as options ---------------------------------------------
+
+
+@pytest.fixture
+def cluster_user(rc, redis_cluster, settings) -> Iterator[redis.RedisCluster]:
+    """An ACL user on every node, the app logging in with it from REDIS_OPTIONS (the URL
+    has none): the cluster client, its per-node clients and the async ones all use it."""
+    nodes = [redis.Redis.from_url(n.url) for n in redis_cluster.nodes if n.process]
+    for node in nodes:
+        node.acl_setuser("app", enabled=True, passwords=["+s3cret"], keys=["*"],
+                         channels=["*"], commands=["+@all"], reset=True)
+    settings.REDIS_OPTIONS = {"username": "app", "password": "s3cret"}
+    yield rc
+    for node in nodes:
+        node.acl_deluser("app")
+        node.close()
+
+
+def test_cluster_pages_with_an_acl_user_from_the_options(cluster_user, viewer_client) -> None:
+    entry = cluster_user.xadd("s", {"event_type": "demo", "data": "{}"}).decode()
+    cluster_user.xgroup_create("s", "g", id="0")
+    cluster_user.xreadgroup("g", "c", {"s": ">"}, count=1)
+    assert_pages_work(viewer_client, entry)
+    node = cluster_user.get_node_from_key("s")
+    assert any(c["user"] == "app" for c in cluster_user.client_list(target_nodes=node))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_cluster_tail_with_an_acl_user_from_the_options(cluster_user) -> None:
+    from streams_admin.consumers import TailConsumer
+
+    cluster_user.xadd("s", {"n": "0"})
+    staff = await get_user_model().objects.acreate_user("op", password="pw", is_staff=True)
+    tail = WebsocketCommunicator(TailConsumer.as_asgi(), f"/ws/tail/?key={to_token(b's')}")
+    tail.scope["user"] = staff
+    assert (await tail.connect(timeout=10))[0]
+    assert (await tail.receive_json_from(timeout=10))["type"] == "live"
+    new_id = cluster_user.xadd("s", {"n": "1"}).decode()
+    message = await tail.receive_json_from(timeout=10)
+    assert message["type"] == "entries" and message["last_id"] == new_id
+    await tail.disconnect()

@@ -18,7 +18,7 @@ from streams_admin.bus import EventBus
 from streams_admin.bus.connect import options_from_env, parse_sentinel
 from streams_admin.names import to_token
 from streams_admin.stats import StatsConsumer
-from tests.tls_server import SentinelSetup, TlsRedisServer, make_ca, make_certs
+from tests.tls_server import SentinelSetup, TlsCluster, TlsRedisServer, make_ca, make_certs
 
 
 def seed(r: redis.Redis) -> str:
@@ -299,3 +299,49 @@ async def test_cluster_tail_with_an_acl_user_from_the_options(cluster_user) -> N
     message = await tail.receive_json_from(timeout=10)
     assert message["type"] == "entries" and message["last_id"] == new_id
     await tail.disconnect()
+
+
+# -- a cluster over TLS -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(certs) -> Iterator[TlsCluster]:
+    cluster = TlsCluster(certs).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def on_tls_cluster(tls_cluster: TlsCluster, settings) -> Iterator[redis.RedisCluster]:
+    settings.REDIS_URL = tls_cluster.url
+    settings.REDIS_OPTIONS = {"ssl_ca_certs": str(tls_cluster.certs.ca)}
+    client = redis.RedisCluster.from_url(tls_cluster.url, ssl_ca_certs=str(tls_cluster.certs.ca))
+    client.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+    yield client
+    client.close()
+
+
+def test_cluster_pages_over_tls(on_tls_cluster, viewer_client) -> None:
+    entry = on_tls_cluster.xadd("s", {"event_type": "demo", "data": "{}"}).decode()
+    on_tls_cluster.xgroup_create("s", "g", id="0")
+    on_tls_cluster.xreadgroup("g", "c", {"s": ">"}, count=1)
+    assert_pages_work(viewer_client, entry)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_cluster_tail_and_counts_over_tls(on_tls_cluster) -> None:
+    from streams_admin.consumers import TailConsumer
+
+    on_tls_cluster.xadd("s", {"n": "0"})
+    staff = await get_user_model().objects.acreate_user("op", password="pw", is_staff=True)
+    tail = WebsocketCommunicator(TailConsumer.as_asgi(), f"/ws/tail/?key={to_token(b's')}")
+    counts = WebsocketCommunicator(StatsConsumer.as_asgi(), f"/ws/stats/?key={to_token(b's')}")
+    tail.scope["user"] = counts.scope["user"] = staff
+    assert (await tail.connect(timeout=10))[0] and (await counts.connect(timeout=10))[0]
+    assert (await tail.receive_json_from(timeout=10))["type"] == "live"
+    assert (await counts.receive_json_from(timeout=10))["streams"]["s"]["length"] == 1
+    new_id = on_tls_cluster.xadd("s", {"n": "1"}).decode()
+    message = await tail.receive_json_from(timeout=10)
+    assert message["type"] == "entries" and message["last_id"] == new_id
+    await tail.disconnect()
+    await counts.disconnect()

@@ -64,6 +64,7 @@ class TlsRedisServer:
         self.url = f"rediss://127.0.0.1:{self.port}/0"
         self.auth_clients = auth_clients
         self.process: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []  # more redis-server arguments (a cluster node's)
 
     @property
     def options(self) -> dict[str, str]:
@@ -80,7 +81,7 @@ class TlsRedisServer:
             "--appendonly", "no", "--dir", str(self.dir), "--logfile", str(self.dir / "log"),
             "--tls-cert-file", str(c.server_cert), "--tls-key-file", str(c.server_key),
             "--tls-ca-cert-file", str(c.ca), "--unixsocket", str(self.socket),
-            "--tls-auth-clients", "yes" if self.auth_clients else "no"])
+            "--tls-auth-clients", "yes" if self.auth_clients else "no", *self.extra])
         wait_for(lambda: self.client().ping())
         return self
 
@@ -162,3 +163,34 @@ class SentinelSetup:
             process.wait(10)
         self.replica.stop()
         self.primary.stop()
+
+
+class TlsCluster:
+    """Three primaries speaking TLS only (clients, cluster bus), no replicas."""
+
+    def __init__(self, certs: Certs) -> None:
+        from tests.cluster_server import cluster_port
+
+        self.certs = certs
+        self.nodes = [TlsRedisServer(certs) for _ in range(3)]
+        for node in self.nodes:
+            node.port = cluster_port()
+            node.url = f"rediss://127.0.0.1:{node.port}/0"
+            node.extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                          "--tls-cluster", "yes", "--tls-replication", "yes"]
+        self.url = self.nodes[0].url
+
+    def start(self) -> TlsCluster:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(["redis-cli", "--tls", "--cacert", str(self.certs.ca), "--cluster",
+                        "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        wait_for(lambda: all(n.client().cluster("info")["cluster_state"] == "ok"
+                             for n in self.nodes), 30)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -242,7 +242,9 @@ async def test_the_bus_through_sentinel(sentinels: SentinelSetup) -> None:
 def test_pages_follow_a_sentinel_failover(sentinels: SentinelSetup, settings,
                                           operator_client) -> None:
     settings.REDIS_URL, settings.REDIS_OPTIONS = sentinels.url, {}
-    entry = seed(redis.Redis(port=sentinels.primary.port))
+    primary = redis.Redis(port=sentinels.primary.port)
+    entry = seed(primary)
+    assert primary.wait(1, 5000) == 1  # the replica has it: the failover loses nothing
     assert_pages_work(operator_client, entry)
     new_port = sentinels.failover()
     assert new_port == sentinels.replica.port

@@ -426,7 +426,7 @@ def main() -> int:
 
         # The ACL check (one ACL DRYRUN pipeline per key, answers kept 10 s) would make a
         # page's first request differ from the next: left out, as INFO is.
-        acl.refusals = lambda actions, key: {}
+        acl.forbidden = lambda actions, key: {}
         entries(client, probe, rounds)
         search(client, probe, rounds)
         pending(client, probe, rounds)

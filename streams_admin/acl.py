@@ -42,7 +42,8 @@ COMMANDS: dict[str, tuple[tuple[str, ...], ...]] = {
     "delete-stream": (("UNLINK", K),),
 }
 
-_answers: dict[tuple[str, str, str, bytes], tuple[float, str]] = {}  # "" = allowed
+# (URL, user, action, key) -> (until when the answer holds, the command refused or "").
+_answers: dict[tuple[str, str, str, bytes], tuple[float, str]] = {}
 _no_dryrun: dict[tuple[str, str], float] = {}  # until when DRYRUN is known to be refused
 
 
@@ -50,18 +51,19 @@ def user() -> str:
     return connect.username(conf.redis_url(), conf.redis_options())
 
 
-def reason(action: str, command: str) -> str:
+def reason(command: str) -> str:
     return (f"The Redis user “{user()}” may not run {command} (its ACL): "
             "this action is disabled.")
 
 
 def refusal(action: str, key: bytes | None) -> str:
     """Why the Redis ACL forbids action on key ("" when allowed or not known)."""
-    return refusals((action,), key).get(action, "")
+    command = forbidden((action,), key).get(action)
+    return reason(command) if command else ""
 
 
-def refusals(actions: tuple[str, ...], key: bytes | None) -> dict[str, str]:
-    """The refused ones among actions on key, each with its reason."""
+def forbidden(actions: tuple[str, ...], key: bytes | None) -> dict[str, str]:
+    """The refused ones among actions on key, each with the command the ACL refuses."""
     key = key or conf.get("BUS_PREFIX").encode()
     now, who = time.monotonic(), (conf.redis_url(), user())
     known = {a: _answers.get((*who, a, key)) for a in actions}
@@ -88,8 +90,8 @@ def _dry_run(actions: list[str], key: bytes, who: tuple[str, str],
         return {}
     found = {a: (now + ACL_TTL, "") for a in actions}
     for (action, command), reply in zip(asked, replies, strict=True):
-        if reply not in (b"OK", "OK", True) and not found[action][1]:
-            found[action] = (now + ACL_TTL, reason(action, _name(command)))
+        if reply not in (b"OK", "OK") and not found[action][1]:
+            found[action] = (now + ACL_TTL, _name(command))
     if len(_answers) > 10_000:  # many keys seen: start over rather than grow
         _answers.clear()
     for action, answer in found.items():
@@ -106,8 +108,8 @@ def learn(action: str, key: bytes | None, message: str) -> None:
     if "NOPERM" in message or "no permissions" in message:
         key = key or conf.get("BUS_PREFIX").encode()
         command = _name(COMMANDS.get(action, ((action.upper(),),))[0])
-        _answers[(conf.redis_url(), user(), action, key)] = (
-            time.monotonic() + ACL_TTL, reason(action, command))
+        _answers[(conf.redis_url(), user(), action, key)] = (time.monotonic() + ACL_TTL,
+                                                             command)
 
 
 class Refusals(Mapping[str, str]):
@@ -116,15 +118,16 @@ class Refusals(Mapping[str, str]):
 
     def __init__(self, key: bytes | None) -> None:
         self.key = key
-        self._found: dict[str, str] | None = None
+        self._found: dict[str, str] | None = None  # action -> command refused
 
     def _all(self) -> dict[str, str]:
         if self._found is None:
-            self._found = refusals(tuple(COMMANDS), self.key)
+            self._found = forbidden(tuple(COMMANDS), self.key)
         return self._found
 
     def __getitem__(self, action: str) -> str:
-        return self._all().get(action.replace("_", "-"), "")
+        command = self._all().get(action.replace("_", "-"))
+        return reason(command) if command else ""
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._all())
@@ -135,6 +138,4 @@ class Refusals(Mapping[str, str]):
     @property
     def commands(self) -> str:
         """What the user may not run, for the page's note."""
-        found = sorted({r.split(" may not run ", 1)[1].split(" (", 1)[0]
-                        for r in self._all().values()})
-        return ", ".join(found)
+        return ", ".join(sorted(set(self._all().values())))

@@ -9,6 +9,8 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
+from streams_admin.bus.connect import checked, options_from_env
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -141,6 +143,10 @@ LOGOUT_REDIRECT_URL = "login"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # A TOML file of named targets (README "Configuration"); unset: REDIS_URL is the one target.
 STREAMS_ADMIN_TARGETS = os.environ.get("STREAMS_ADMIN_TARGETS", "")
+# Credentials and TLS files from REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS_CA, REDIS_TLS_CERT,
+# REDIS_TLS_KEY, REDIS_TLS_VERIFY, REDIS_SENTINEL_PASSWORD (README "Connecting to Redis").
+REDIS_OPTIONS = options_from_env(os.environ)
+checked(REDIS_URL, REDIS_OPTIONS)  # TLS files with a redis:// URL: refused now, not ignored
 STREAMS_ADMIN = {
     "KEY_PATTERN": os.environ.get("STREAMS_ADMIN_KEY_PATTERN", "*"),
     "SOCKET_TIMEOUT": float(os.environ.get("STREAMS_ADMIN_REDIS_TIMEOUT", "2")),

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from streams_admin import conf, names, params, permissions
+from streams_admin import acl, conf, names, params, permissions
 from streams_admin.models import AuditEntry
 from streams_admin.operations import Actor, Outcome
 from streams_admin.operations import deadletters as dead_letter_ops
@@ -60,6 +60,9 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
         def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
             if why := permissions.refusal(request.user, permission):
                 _refuse(request, name, kwargs, why)
+            if why := permissions.redis_refusal(name, kwargs.get("key")):  # its ACL: a message
+                _record(request, name, kwargs, f"refused: {why}")
+                return respond(request, Outcome(False, why), kwargs)
             try:
                 outcome = view(request, **kwargs)
             except params.BadParam as exc:
@@ -67,6 +70,8 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
                 outcome = Outcome(False, str(exc))
             if isinstance(outcome, HttpResponse):  # the view answered itself (a form again)
                 return outcome
+            if not outcome.ok:
+                acl.learn(name, kwargs.get("key"), outcome.message)
             return respond(request, outcome, kwargs)
 
         return screen(require_POST(wrapper))

@@ -8,15 +8,21 @@ from django.http import HttpRequest
 
 from streams_admin import permissions as rule
 from streams_admin import targets as targets_model
+from streams_admin.acl import Refusals
 from streams_admin.permissions import may_administer, may_operate
 
 
 def permissions(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
+    can_operate = may_operate(user)
+    match = getattr(request, "resolver_match", None)
+    key = match.kwargs.get("key") if match else None
     return {
         "read_only": rule.read_only(),
-        "can_operate": may_operate(user),
+        "can_operate": can_operate,
         "can_administer": may_administer(user),
+        # Why the Redis ACL forbids each action here (asked only if a template looks).
+        "acl": Refusals(key if isinstance(key, bytes) else None) if can_operate else {},
     }
 
 

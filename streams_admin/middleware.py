@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 
+import redis
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import get_script_prefix
@@ -41,6 +42,16 @@ class TargetMiddleware:
             return self.get_response(request)
 
 
+def headline(exception: Exception) -> str:
+    """What the banner says first: a refused TLS certificate or login is not an outage."""
+    text = str(exception)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "Redis's TLS certificate is not trusted (REDIS_TLS_CA names the CA to trust)."
+    if isinstance(exception, redis.AuthenticationError) or "WRONGPASS" in text:
+        return "Redis refused the username or password."
+    return "Redis is not answering."
+
+
 class RedisUnavailableMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -52,8 +63,8 @@ class RedisUnavailableMiddleware:
         if not isinstance(exception, UNAVAILABLE):  # a cluster failing over too
             return None
         log.warning("Redis unavailable for %s: %s", request.path, exception)
-        response = render(
-            request, "streams_admin/redis_down.html", {"error": str(exception)}, status=503
-        )
+        context = {"error": str(exception), "headline": headline(exception),
+                   "acl": {}}  # not asked: Redis is down
+        response = render(request, "streams_admin/redis_down.html", context, status=503)
         response["Retry-After"] = "5"
         return response

@@ -4,7 +4,8 @@ Seeing the dashboard takes an active staff account. Changing anything takes a pe
 (the roles the migrations create grant them), and a dashboard that is not read-only: read-only
 mode is applied here and nowhere else. Each target (targets.py) may narrow both: the Django
 groups it names for a level are the only ones allowed at that level on it (superusers always
-are), and a read-only target refuses every action.
+are), and a read-only target refuses every action. Last, the Redis user's ACL must allow the
+action's commands (acl.py asks Redis): such an action is shown disabled, with the reason.
 """
 
 from __future__ import annotations
@@ -72,3 +73,11 @@ def may_operate(user: Any) -> bool:
 
 def may_administer(user: Any) -> bool:
     return may(user, ADMINISTER)
+
+
+def redis_refusal(action: str, key: bytes | None) -> str | None:
+    """Why the Redis user's ACL forbids action on key, or None when it does not (or when
+    Redis cannot say beforehand: then its NOPERM answer is shown, and learned)."""
+    from streams_admin import acl  # reads Redis: loaded when first asked
+
+    return acl.refusal(action, key) or None

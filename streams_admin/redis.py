@@ -8,16 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
+import redis.sentinel
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from streams_admin import conf, targets
+from streams_admin import conf
+from streams_admin.bus import connect
 
 
 def _options() -> dict[str, Any]:
@@ -38,11 +40,21 @@ def _keep_pairs(r: redis.Redis | redis.asyncio.Redis | redis.asyncio.RedisCluste
         r.set_response_callback(command, _raw)
 
 
+Target = tuple[str, tuple[tuple[str, object], ...]]  # URL and options: a client's cache key
+
+
+def _target() -> Target:
+    """What clients connect to, read at call time (REDIS_URL and REDIS_OPTIONS today)."""
+    return conf.redis_url(), tuple(sorted(conf.redis_options().items()))
+
+
 @functools.cache
-def _clustered(url: str) -> bool:
+def _clustered(url: str, options: tuple) -> bool:
     """Whether the URL names a node of a cluster (asked once per URL: a failed probe, Redis
-    down, is not remembered and gives the banner)."""
-    probe = redis.Redis.from_url(url, **_options())
+    down, is not remembered and gives the banner). Sentinel watches standalone primaries."""
+    if connect.is_sentinel(url):
+        return False
+    probe = connect.sync_client(url, dict(options), **_options())
     try:
         return bool(probe.info("cluster").get("cluster_enabled"))
     finally:
@@ -50,13 +62,12 @@ def _clustered(url: str) -> bool:
 
 
 @functools.cache
-def _client(target: str, url: str) -> redis.Redis:
-    """One client, so one pool, per target: switching targets reuses each one's connections."""
-    if not _clustered(url):
-        r = redis.Redis.from_url(url, **_options())
+def _client(url: str, options: tuple) -> redis.Redis:
+    if not _clustered(url, options):
+        r = connect.sync_client(url, dict(options), **_options())
         _keep_pairs(r)
         return r
-    cluster = redis.RedisCluster.from_url(url, **_options())
+    cluster = connect.cluster_client(url, dict(options), **_options())
     # Replies are parsed by each node's own client first: keep the pairs there, on the nodes
     # the cluster knows now and on those it makes when the slot map changes.
     manager, make = cluster.nodes_manager, cluster.nodes_manager.create_redis_node
@@ -73,13 +84,33 @@ def _client(target: str, url: str) -> redis.Redis:
     return cluster  # type: ignore[return-value]  # the same commands, routed by key
 
 
+FOLLOW_INTERVAL = 1.0  # seconds between asking the Sentinels where the primary is
+_followed: dict[int, float] = {}
+
+
+def _follow_primary(r: redis.Redis) -> None:
+    """Sentinel: ask where the primary is, at most once a second. After a failover the old
+    primary still answers reads as a replica, so waiting for an error would keep pages on it
+    (and its first write would fail): a moved primary closes the idle connections at once."""
+    pool = getattr(r, "connection_pool", None)  # a RedisCluster has one per node
+    now = time.monotonic()
+    if not isinstance(pool, redis.sentinel.SentinelConnectionPool) or \
+            now - _followed.get(id(pool), 0.0) < FOLLOW_INTERVAL:
+        return
+    _followed[id(pool)] = now
+    pool.get_master_address()  # no Sentinel answering: MasterNotFoundError, the banner
+
+
 def client() -> redis.Redis:
-    """The cached client: a RedisCluster when REDIS_URL names a node of a cluster."""
-    return _client(targets.current().name, conf.redis_url())
+    """The cached client: a RedisCluster when REDIS_URL names a node of a cluster, the
+    primary's client for a Sentinel URL."""
+    r = _client(*_target())
+    _follow_primary(r)
+    return r
 
 
 def is_cluster() -> bool:
-    return _clustered(conf.redis_url())
+    return _clustered(*_target())
 
 
 def node_client(key: bytes) -> redis.Redis:
@@ -143,7 +174,7 @@ def async_client(block_seconds: float = 0) -> redis.asyncio.Redis:
     options["socket_timeout"] = conf.get("SOCKET_TIMEOUT") + block_seconds
     # On a cluster this is the named node's client only: the live tail and counts use
     # async_cluster_client and async_node_client there.
-    r = redis.asyncio.Redis.from_url(conf.redis_url(), **options)
+    r = connect.async_client(conf.redis_url(), conf.redis_options(), **options)
     _keep_pairs(r)
     return r
 
@@ -151,8 +182,8 @@ def async_client(block_seconds: float = 0) -> redis.asyncio.Redis:
 def async_cluster_client(**extra: object) -> redis.asyncio.RedisCluster:
     """A new async cluster client (REDIS_URL names one node): commands routed by key, one
     pool per node, a pipeline sent to each node at once."""
-    options = _options() | extra
-    r = redis.asyncio.RedisCluster.from_url(conf.redis_url(), **options)
+    r = connect.async_cluster_client(conf.redis_url(), conf.redis_options(),
+                                     **(_options() | extra))
     _keep_pairs(r)  # the nodes share the cluster's response callbacks
     return r
 
@@ -179,19 +210,17 @@ async def drop_startup_connections(r: redis.asyncio.RedisCluster) -> None:
 
 def async_node_client(address: str, **extra: object) -> redis.asyncio.Redis:
     """A new async plain client of the cluster's node at host:port, with REDIS_URL's
-    credentials and options (its host and port replaced)."""
-    parts = urlsplit(conf.redis_url())
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{address}" if credentials else address
-    r = redis.asyncio.Redis.from_url(urlunsplit(parts._replace(netloc=netloc)),
-                                     **(_options() | extra))
+    scheme, credentials and options (TLS files too)."""
+    r = connect.async_client(connect.node_url(conf.redis_url(), address), conf.redis_options(),
+                             **(_options() | extra))
     _keep_pairs(r)
     return r
 
 
 @receiver(setting_changed)
 def _reset(**kwargs: object) -> None:
-    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN", "STREAMS_ADMIN_TARGETS"}:
+    if kwargs["setting"] in {"REDIS_URL", "REDIS_OPTIONS", "STREAMS_ADMIN",
+                             "STREAMS_ADMIN_TARGETS"}:
         _client.cache_clear()
 
 

@@ -117,10 +117,11 @@ def _secret(table: dict, name: str, fail: Callable[..., TargetError]) -> str | N
 
 
 def _options(table: dict, fail: Callable[..., TargetError]) -> tuple[tuple[str, Any], ...]:
-    options = {"username": _text(table, "username", fail) or _secret(table, "username_env", fail),
-               "password": _secret(table, "password_env", fail),
-               "ssl_ca_certs": _text(table, "ca", fail), "ssl_certfile": _text(table, "cert", fail),
-               "ssl_keyfile": _text(table, "key", fail)}
+    options: dict[str, Any] = {
+        "username": _text(table, "username", fail) or _secret(table, "username_env", fail),
+        "password": _secret(table, "password_env", fail),
+        "ssl_ca_certs": _text(table, "ca", fail), "ssl_certfile": _text(table, "cert", fail),
+        "ssl_keyfile": _text(table, "key", fail)}
     for name, option in (("ca", "ssl_ca_certs"), ("cert", "ssl_certfile"), ("key", "ssl_keyfile")):
         file = options[option]
         if file is not None and not os.path.isfile(file):
@@ -128,8 +129,8 @@ def _options(table: dict, fail: Callable[..., TargetError]) -> tuple[tuple[str, 
     verify = table.get("verify", True)
     if not isinstance(verify, bool):
         raise fail("verify", "true or false")
-    if not verify:
-        options["ssl_cert_reqs"] = "none"
+    if not verify:  # as REDIS_TLS_VERIFY=0 (bus/connect.py)
+        options |= {"ssl_cert_reqs": "none", "ssl_check_hostname": False}
     return tuple((k, v) for k, v in options.items() if v is not None)
 
 
@@ -143,18 +144,23 @@ def _groups(table: dict, level: str, fail: Callable[..., TargetError]) -> frozen
 
 
 @functools.cache
-def _configured(path: str, redis_url: str) -> dict[str, Target]:
-    return load(path) if path else {DEFAULT: Target(DEFAULT, redis_url)}
+def _configured(path: str, redis_url: str, options: tuple[tuple[str, Any], ...]
+                ) -> dict[str, Target]:
+    return load(path) if path else {DEFAULT: Target(DEFAULT, redis_url, options=options)}
 
 
 def configured() -> dict[str, Target]:
-    """Every target by name, the default first (read once; a settings change reads again)."""
-    return _configured(getattr(settings, "STREAMS_ADMIN_TARGETS", "") or "", settings.REDIS_URL)
+    """Every target by name, the default first (read once; a settings change reads again).
+    Without a file: REDIS_URL with REDIS_OPTIONS (credentials and TLS files from the
+    environment, README "Connecting to Redis")."""
+    options = tuple(sorted(getattr(settings, "REDIS_OPTIONS", {}).items()))
+    return _configured(getattr(settings, "STREAMS_ADMIN_TARGETS", "") or "", settings.REDIS_URL,
+                       options)
 
 
 @receiver(setting_changed)
 def _reset(**kwargs: object) -> None:
-    if kwargs["setting"] in {"REDIS_URL", "STREAMS_ADMIN_TARGETS"}:
+    if kwargs["setting"] in {"REDIS_URL", "REDIS_OPTIONS", "STREAMS_ADMIN_TARGETS"}:
         _configured.cache_clear()
 
 

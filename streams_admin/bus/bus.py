@@ -16,7 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
-from streams_admin.bus import history, requests
+from streams_admin.bus import connect, history, requests
 from streams_admin.bus.cluster import BusCluster, ClusterCoalescer
 from streams_admin.bus.coalesce import Coalescer
 from streams_admin.bus.config import BusConfig
@@ -52,7 +52,7 @@ class EventBus:
         if self._cluster is None:
             self._cluster = self.config.cluster
         if self._cluster is None:
-            self._cluster = _is_cluster(self.config.redis_url)
+            self._cluster = _is_cluster(self.config.redis_url, self.config.redis_options)
         return self._cluster
 
     # -- configuration and connections -------------------------------------------------
@@ -110,22 +110,28 @@ class EventBus:
         # No maintenance notifications: the handshake (CLIENT MAINT_NOTIFICATIONS) on each new
         # connection fails on a self-hosted Redis and broke concurrent connects.
         return BusCluster.from_url(
-            self.config.redis_url, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
+            self.config.redis_url, **connect.checked(self.config.redis_url,
+                                                     self.config.redis_options),
+            socket_timeout=socket_timeout, socket_connect_timeout=5.0,
             socket_keepalive=True, maint_notifications_config=MaintNotificationsConfig(False))
 
     def _connect(self, socket_timeout: float | None) -> aioredis.Redis:
         # No retries inside redis-py: a retried XADD could publish twice; the bus backs off.
-        return aioredis.Redis.from_url(
-            self.config.redis_url, socket_timeout=socket_timeout, socket_connect_timeout=5.0,
-            socket_keepalive=True, retry=Retry(NoBackoff(), 0))
+        return connect.async_client(
+            self.config.redis_url, self.config.redis_options, socket_timeout=socket_timeout,
+            socket_connect_timeout=5.0, socket_keepalive=True, retry=Retry(NoBackoff(), 0))
 
     def _connect_replies(self) -> aioredis.Redis:
         # Apart from the consumer's blocking connection: requests waiting for replies must
         # never keep this process's own responder from reading the requests.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.config.redis_url, max_connections=self.config.request_connections,
-            timeout=None, socket_timeout=None, socket_connect_timeout=5.0,
-            socket_keepalive=True, retry=Retry(NoBackoff(), 0))
+        options = {"max_connections": self.config.request_connections, "socket_timeout": None,
+                   "socket_connect_timeout": 5.0, "socket_keepalive": True,
+                   "retry": Retry(NoBackoff(), 0)}
+        if connect.is_sentinel(self.config.redis_url):  # the primary's pool, not a queue
+            return connect.async_client(self.config.redis_url, self.config.redis_options,
+                                        **options)
+        pool = connect.async_pool(self.config.redis_url, self.config.redis_options,
+                                  timeout=None, **options)
         return aioredis.Redis.from_pool(pool)
 
     def _coalescer(self, *, transaction: bool) -> Coalescer:
@@ -245,10 +251,13 @@ class EventBus:
         return Consumer(self.config, self.client, self.blocking_client, handling, subscriptions)
 
 
-def _is_cluster(url: str) -> bool:
+def _is_cluster(url: str, options: dict[str, Any]) -> bool:
     """`INFO cluster` on the node the URL names. Asked once, synchronously (a few ms on
-    first use); a Redis that is down then is taken for a standalone one, as before."""
-    client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    first use); a Redis that is down then is taken for a standalone one, as before.
+    Sentinel watches standalone primaries."""
+    if connect.is_sentinel(url):
+        return False
+    client = connect.sync_client(url, options, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         return bool(client.info("cluster").get("cluster_enabled"))
     except (redis.RedisError, OSError):

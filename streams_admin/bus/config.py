@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
+
+from streams_admin.bus.connect import options_from_env
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "agent:stream:"
@@ -26,6 +28,9 @@ ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
 @dataclass(frozen=True)
 class BusConfig:
     redis_url: str = DEFAULT_URL
+    # redis-py connection options for every client: username, password, ssl_* files
+    # (from REDIS_USERNAME, REDIS_PASSWORD, REDIS_TLS_*; see connect.py).
+    redis_options: dict[str, Any] = field(default_factory=dict)
     prefix: str = DEFAULT_PREFIX
     # A failing entry is tried this often, then dead-lettered.
     max_deliveries: int = 5
@@ -66,6 +71,8 @@ class BusConfig:
             value = os.environ.get(variable)
             if value:
                 from_env[name] = kind(value)
+        if options := options_from_env(os.environ):
+            from_env["redis_options"] = options
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

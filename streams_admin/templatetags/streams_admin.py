@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from django import template
 from django.http import QueryDict
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from streams_admin import html, names
@@ -100,3 +101,10 @@ def clip(v: Value | None, limit: int = 200) -> str:
     if v is None:
         return ""
     return v.preview(int(limit)) + ("…" if v.is_long(int(limit)) else "")
+
+
+@register.simple_tag(takes_context=True)
+def refused(context: template.Context, action: str) -> str:
+    """` disabled title="why"` on an action's button or link when the Redis ACL forbids it."""
+    why = (context.get("acl") or {}).get(action, "")
+    return format_html(' disabled aria-disabled="true" title="{}"', why) if why else ""

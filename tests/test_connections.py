@@ -347,3 +347,32 @@ async def test_cluster_tail_and_counts_over_tls(on_tls_cluster) -> None:
     assert message["type"] == "entries" and message["last_id"] == new_id
     await tail.disconnect()
     await counts.disconnect()
+
+
+def test_a_targets_file_names_a_tls_target_with_an_acl_user_beside_a_plain_one(
+        tls_server: TlsRedisServer, r, redis_server, settings, tmp_path, monkeypatch,
+        viewer_client) -> None:
+    """The two halves meet: a [targets.NAME] table's CA file and password_env reach every
+    client of that target, while the plain target beside it needs neither."""
+    secure = tls_server.client()
+    entry = seed(secure)
+    secure.acl_setuser("viewer", enabled=True, passwords=["+v13wer"], keys=["*"],
+                       commands=["+@all"])
+    r.xadd("plain-only", {"x": "1"})
+    monkeypatch.setenv("SECURE_REDIS_PASSWORD", "v13wer")
+    path = tmp_path / "targets.toml"
+    path.write_text(f"""
+[targets.plain]
+url = "{redis_server.url}"
+[targets.secure]
+url = "{tls_server.url}"
+ca = "{tls_server.certs.ca}"
+username = "viewer"
+password_env = "SECURE_REDIS_PASSWORD"
+""")
+    settings.STREAMS_ADMIN_TARGETS = str(path)
+    assert "plain-only" in viewer_client.get("/t/plain/").content.decode()
+    secure_group = viewer_client.get("/t/secure/streams/s/groups/g/")
+    assert secure_group.status_code == 200 and entry in secure_group.content.decode()
+    assert b"plain-only" not in viewer_client.get("/t/secure/").content
+    assert any(c["user"] == "viewer" for c in secure.client_list())

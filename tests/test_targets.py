@@ -183,7 +183,7 @@ def test_a_down_target_gives_its_own_pages_the_banner_only(two, client, django_u
     operator(client, django_user_model)
     down = client.get("/t/down/streams/orders/")
     assert down.status_code == 503
-    assert "Redis target down is not answering" in down.content.decode()
+    assert "Target down: Redis is not answering." in down.content.decode()
     assert client.get("/t/staging/streams/orders/").status_code == 200
     assert client.get("/t/prod/").status_code == 200
     page = client.get("/t/staging/targets/").content.decode()
@@ -327,7 +327,7 @@ def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch) -> None:
                            'password_env = "PROD_REDIS_PASSWORD"\nverify = false\n')
     prod = targets.load(path)["prod"]
     assert dict(prod.options) == {"username": "dash", "password": "s3cret",
-                                  "ssl_cert_reqs": "none"}
+                                  "ssl_cert_reqs": "none", "ssl_check_hostname": False}
     assert "s3cret" not in repr(prod)
 
 

@@ -126,7 +126,10 @@ class Refusals(Mapping[str, str]):
         return self._found
 
     def __getitem__(self, action: str) -> str:
-        command = self._all().get(action.replace("_", "-"))
+        action = action.replace("_", "-")
+        if action not in COMMANDS:  # not an action: a template's `acl.commands`, say
+            raise KeyError(action)
+        command = self._all().get(action)
         return reason(command) if command else ""
 
     def __iter__(self) -> Iterator[str]:

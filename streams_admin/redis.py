@@ -220,6 +220,12 @@ class Server:
         return self.compat >= (7, 2)
 
     @property
+    def has_ref_policies(self) -> bool:
+        """XTRIM and XADD take KEEPREF | DELREF | ACKED, XDELEX and XACKDEL exist (Redis 8.2;
+        not Valkey 9.1, which reports redis_version 7.2.4 anyway)."""
+        return self.flavour == "Redis" and self.compat >= (8, 2)
+
+    @property
     def has_stream_counters(self) -> bool:
         """XINFO STREAM reports entries-added, max-deleted-entry-id, recorded-first-entry-id."""
         return self.compat >= (7, 0)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from streams_admin.bus import wire
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, text, time_to_id
@@ -109,5 +111,32 @@ async def safe_trim(client: aioredis.Redis, keys: Keys, event_type: str,
     none of its entries was delivered to anyone yet.
     """
     limit = time_to_id(before) if isinstance(before, datetime) else (before or "")
+    if _ACKED_TRIM.get(client, True):
+        try:
+            return await trim_acked(client, keys.stream(event_type), limit)
+        except ResponseError as error:
+            if "syntax error" not in str(error):  # XTRIM without ACKED: Redis < 8.2, Valkey
+                raise
+            _ACKED_TRIM[client] = False
     removed = await client.eval(SAFE_TRIM, 1, keys.stream(event_type), limit)
     return int(removed)
+
+
+# Per client: False once its server refused XTRIM … ACKED (asked once, then SAFE_TRIM).
+_ACKED_TRIM: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+async def trim_acked(client: aioredis.Redis, stream: str, limit: str) -> int:
+    """Redis 8.2+: XTRIM … ACKED deletes only entries every group has read and acked, so
+    Redis keeps what a group still needs by itself. It deletes acked entries past a pending
+    one too (SAFE_TRIM stops at the oldest pending); a new group created from 0 has read
+    nothing, so it keeps everything. Without groups ACKED deletes all: refused here first."""
+    try:
+        if not await client.xinfo_groups(stream):
+            return 0
+    except ResponseError as error:
+        if "no such key" in str(error):
+            return 0
+        raise
+    threshold = ("MINID", limit) if limit else ("MAXLEN", 0)
+    return int(await client.execute_command("XTRIM", stream, *threshold, "ACKED"))

@@ -86,7 +86,7 @@ def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[Stream
     of XINFO calls would cost redis-py two parsed replies per stream.
     """
     rows: list[Any] = [False] * len(keys)
-    script = CLUSTER_SCRIPT if server.cluster else SCRIPT
+    script = CLUSTER_SCRIPT if server.cluster and server.has_script_flags else SCRIPT
     flag = "1" if with_last else "0"
     moving: list[int] = []
     for node, positions in by_node(keys):  # one round trip per node

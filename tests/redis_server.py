@@ -106,6 +106,28 @@ def cli() -> Path:
                        "pip install -r requirements-test.txt")
 
 
+def group_lag(r: redis.Redis, stream: str | bytes, group: str | bytes) -> int:
+    """A group's lag as XINFO GROUPS gives it, or counted where the server gives none
+    (Redis 6.2): the entries after its last-delivered ID."""
+    name = group.encode() if isinstance(group, str) else group
+    info = next(g for g in r.xinfo_groups(stream) if g["name"] == name)
+    if info.get("lag") is not None:
+        return int(info["lag"])
+    return len(r.xrange(stream, "(" + info["last-delivered-id"].decode(), "+"))
+
+
+def needs_redis_7(r: redis.Redis, why: str) -> None:
+    """Skip, saying why, a test of what Redis 7.0+ (and Valkey) does and 6.2 cannot."""
+    import pytest  # here: bin/dashboard runs this module without the test requirements
+
+    if int(str(r.info("server")["redis_version"]).split(".")[0]) < 7:
+        pytest.skip(f"Redis 6.2 {why}")
+
+
+def needs_lag(r: redis.Redis) -> None:
+    needs_redis_7(r, "reports no lag or entries-read: this test is of Redis 7's")
+
+
 class RedisServer:
     """Start, stop and restart one server; `url` stays the same across restarts."""
 

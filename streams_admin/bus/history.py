@@ -128,15 +128,25 @@ _ACKED_TRIM: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 async def trim_acked(client: aioredis.Redis, stream: str, limit: str) -> int:
     """Redis 8.2+: XTRIM … ACKED deletes only entries every group has read and acked, so
-    Redis keeps what a group still needs by itself. It deletes acked entries past a pending
-    one too (SAFE_TRIM stops at the oldest pending); a new group created from 0 has read
-    nothing, so it keeps everything. Without groups ACKED deletes all: refused here first."""
+    Redis keeps what a group still needs by itself; it also deletes acked entries past a
+    pending one (SAFE_TRIM stops at the oldest pending). A group created meanwhile has read
+    nothing, so ACKED keeps everything for it. Without groups ACKED would delete all."""
     try:
-        if not await client.xinfo_groups(stream):
-            return 0
+        groups = await client.xinfo_groups(stream)
     except ResponseError as error:
         if "no such key" in str(error):
             return 0
         raise
-    threshold = ("MINID", limit) if limit else ("MAXLEN", 0)
-    return int(await client.execute_command("XTRIM", stream, *threshold, "ACKED"))
+    if not groups:
+        return 0
+    # Nothing past the slowest group's position can go: MINID there keeps Redis from walking
+    # every undelivered entry on each call (200,000 of them: 66 ms for nothing).
+    floor = min((_after(text(g["last-delivered-id"])) for g in groups), key=_id)
+    if limit:
+        floor = min(floor, limit, key=_id)
+    return int(await client.execute_command("XTRIM", stream, "MINID", floor, "ACKED"))
+
+
+def _after(entry_id: str) -> str:
+    ms, seq = _id(entry_id)
+    return f"{ms}-{seq + 1}"

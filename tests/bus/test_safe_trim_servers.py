@@ -64,3 +64,15 @@ async def test_the_server_is_asked_once_whether_it_trims_acked(make_bus, r) -> N
     r.xack(STREAM, "g", *ids[2:])
     assert await bus.safe_trim("task.created") == 2
     assert r.xlen(STREAM) == 0
+
+
+async def test_safe_trim_on_a_cluster(make_bus, cluster_url: str) -> None:
+    bus = make_bus(redis_url=cluster_url)
+    r = redis.RedisCluster.from_url(cluster_url)
+    ids = [r.xadd(STREAM, {"data": str(i)}) for i in range(5)]
+    r.xgroup_create(STREAM, "g", id="0")
+    r.xreadgroup("g", "c", {STREAM: ">"}, count=3)
+    r.xack(STREAM, "g", *ids[:2])
+    assert await bus.safe_trim("task.created") == 2
+    assert [i for i, _ in r.xrange(STREAM)] == ids[2:]
+    r.close()

@@ -112,7 +112,9 @@ def summaries(keys: list[bytes], server: Server, with_last: bool) -> list[Stream
 
 def _call(keys: list[bytes], flag: str, server: Server) -> lua.Command:
     if server.cluster:  # keys as arguments: declared keys must share one slot
-        return CLUSTER_SCRIPT.command([], [flag, *keys])
+        # 6.2 compiles no flags line, and does not check the keys a script touches anyway.
+        script = CLUSTER_SCRIPT if server.has_script_flags else SCRIPT
+        return script.command([], [flag, *keys])
     return SCRIPT.command(keys, [flag])
 
 

@@ -251,6 +251,18 @@ class Server:
         return self.compat >= (7, 2)
 
     @property
+    def has_script_flags(self) -> bool:
+        """A script may start with `#!lua flags=...` (Redis 7.0): 6.2 refuses to compile it,
+        and lets a script read keys of any slot its node holds without the flag."""
+        return self.compat >= (7, 0)
+
+    @property
+    def has_ref_policies(self) -> bool:
+        """XTRIM and XADD take KEEPREF | DELREF | ACKED, XDELEX and XACKDEL exist (Redis 8.2;
+        not Valkey 9.1, which reports redis_version 7.2.4 anyway)."""
+        return self.flavour == "Redis" and self.compat >= (8, 2)
+
+    @property
     def has_stream_counters(self) -> bool:
         """XINFO STREAM reports entries-added, max-deleted-entry-id, recorded-first-entry-id."""
         return self.compat >= (7, 0)

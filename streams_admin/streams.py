@@ -106,23 +106,27 @@ def server() -> Server:
 
 
 def true_lag(lag: int | None, last_delivered_id: str, first_id: str | None,
-             length: int) -> tuple[int | None, int]:
+             length: int, behind: int | None = None) -> tuple[int | None, int]:
     """(lag, entries trimmed before the group read them).
 
     Redis's lag is entries-added - entries-read, so entries trimmed before the group got to
     them still count, though they will never be delivered. When the group's position is before
     the stream's first entry, it will get exactly the `length` entries left; the rest are lost
-    to it."""
+    to it. Redis 8.2's lag leaves those out already: `behind` (entries-added - entries-read,
+    when known) still counts them there."""
     if lag is None or not (first_id is None or id_key(last_delivered_id) < id_key(first_id)):
         return lag, 0
-    return length, max(0, lag - length)
+    return length, max(0, (lag if behind is None else behind) - length)
 
 
-def group_from(raw: dict, server: Server, first_id: str | None, length: int) -> Group:
-    """A group of XINFO GROUPS, its lag as true_lag makes it (the stream's first ID and
-    length)."""
+def group_from(raw: dict, server: Server, first_id: str | None, length: int,
+               entries_added: int | None = None) -> Group:
+    """A group of XINFO GROUPS, its lag as true_lag makes it (the stream's first ID, length
+    and entries-added)."""
     last_delivered = text_id(raw["last-delivered-id"]) or "0-0"
-    lag, trimmed = true_lag(raw.get("lag"), last_delivered, first_id, length)
+    read = raw.get("entries-read")
+    behind = entries_added - read if entries_added is not None and read is not None else None
+    lag, trimmed = true_lag(raw.get("lag"), last_delivered, first_id, length, behind)
     note = "" if lag is not None else (LAG_UNKNOWN if server.has_lag else LAG_NOT_SUPPORTED)
     return Group(
         name=raw["name"],
@@ -148,7 +152,8 @@ def _stream(key: bytes, info: dict, groups: list[dict], server: Server) -> Strea
         entries_added=info.get("entries-added"),
         max_deleted_entry_id=text_id(info.get("max-deleted-entry-id")),
         recorded_first_entry_id=text_id(info.get("recorded-first-entry-id")),
-        groups=tuple(group_from(g, server, first_id, length) for g in groups),
+        groups=tuple(group_from(g, server, first_id, length, info.get("entries-added"))
+                     for g in groups),
     )
 
 

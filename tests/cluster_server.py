@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 
 import redis
 
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, cli, free_port
 
 NODE_TIMEOUT_MS = 2000
 # A node's cluster bus listens on its port + 10000, so its port must be 55535 or less.
@@ -45,8 +44,7 @@ class RedisCluster:
     """Start, kill and stop the nodes of one cluster; `url` names one node, as a user would."""
 
     def __init__(self, primaries: int = 3, replicas: int = 1) -> None:
-        if shutil.which("redis-cli") is None:
-            raise RuntimeError("redis-cli is not installed (apt-get install redis-server)")
+        self.cli = str(cli())
         self.replicas = replicas
         self.nodes = [ClusterNode(cluster_port()) for _ in range(primaries * (1 + replicas))]
         self.url = self.nodes[0].url
@@ -55,7 +53,7 @@ class RedisCluster:
         for node in self.nodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
-        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas",
+        subprocess.run([self.cli, "--cluster", "create", *addresses, "--cluster-replicas",
                         str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
         self.wait_ok(timeout)

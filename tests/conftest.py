@@ -6,7 +6,26 @@ import pytest
 import redis
 
 from tests.cluster_server import RedisCluster
-from tests.redis_server import RedisServer
+from tests.redis_server import ENV, RedisServer, chosen
+
+# A test that uses one of these talks to the chosen server: marked `redis`, so
+# `pytest -m redis` runs what differs between servers (STREAMS_ADMIN_TEST_SERVER).
+REDIS_FIXTURES = {"r", "rc", "any_redis", "redis_server", "redis_cluster",
+                  "redis_url", "cluster_url", "make_bus"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "redis: talks to the chosen Redis or Valkey server")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REDIS_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.redis)
+
+
+def pytest_report_header() -> str:
+    return f"server: {chosen()} ({ENV})"
 
 
 @pytest.fixture(scope="session")

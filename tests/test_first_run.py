@@ -15,7 +15,7 @@ import redis
 from django.core.management import call_command
 from django.urls import reverse
 
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, group_lag
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS, DOCS = b"agent:stream:task.created", b"agent:stream:document.processed"
@@ -34,7 +34,11 @@ def read_by(r: redis.Redis, key: bytes, group: bytes) -> int:
         groups = {g["name"]: g for g in r.xinfo_groups(key)}
     except redis.ResponseError:
         return 0
-    return groups[group]["entries-read"] or 0 if group in groups else 0
+    if group not in groups:
+        return 0
+    if "entries-read" not in groups[group]:  # Redis 6.2: the entries up to its position
+        return len(r.xrange(key, "-", groups[group]["last-delivered-id"]))
+    return groups[group]["entries-read"] or 0
 
 
 @pytest.fixture
@@ -73,7 +77,8 @@ def test_demo_traffic_keeps_flowing_on_every_stream(traffic) -> None:
     keeps_flowing(r, log, DOCS, b"search-indexer")
     keeps_flowing(r, log, b"agent:stream:notification.sent", b"agent-group")
     lagging = r.xinfo_groups(DOCS)[0]
-    assert lagging["name"] == b"analytics-group" and lagging["lag"] > 1700  # still behind
+    assert lagging["name"] == b"analytics-group"
+    assert group_lag(r, DOCS, lagging["name"]) > 1700  # still behind
 
 
 def test_demo_traffic_outlives_a_destroyed_group_a_deleted_stream_and_a_redis_restart(

@@ -9,7 +9,9 @@ import pytest
 import redis
 from django.urls import reverse
 
+from streams_admin.streams import server
 from tests.html import link, table
+from tests.redis_server import group_lag, needs_lag
 
 
 def envelope(event_type: str, data: dict) -> dict[str, str]:
@@ -42,13 +44,14 @@ def test_overview_shows_what_xinfo_says(viewer_client, scenario: redis.Redis) ->
     rows = {row[0]: row for row in table(viewer_client.get("/").content)}
     assert set(rows) == {"orders", "plain"}
     groups = scenario.xinfo_groups("orders")
-    lags = {g["name"]: g["lag"] for g in groups}
+    lags = {g["name"]: group_lag(scenario, "orders", g["name"]) for g in groups}
+    counted = "" if server().has_lag else " counted"  # Redis 6.2 reports no lag
     # name, length, rate (filled in live), groups, pending, worst lag
     assert rows["orders"][1:6] == [
         str(scenario.xlen("orders")), "–", "2",
-        str(sum(g["pending"] for g in groups)), str(max(lags.values())),
+        str(sum(g["pending"] for g in groups)), str(max(lags.values())) + counted,
     ]
-    assert rows["orders"][1:6] == ["30", "–", "2", "6", "30"]
+    assert rows["orders"][1:6] == ["30", "–", "2", "6", "30" + counted]
     assert rows["plain"][1:5] == ["1", "–", "0", "0"]
 
 
@@ -76,7 +79,8 @@ def test_overview_health_summary_names_the_problems(viewer_client, r, settings) 
     stuck = r.xrange("jobs", count=1)[0][0]
     r.xclaim("jobs", "slow", "c1", 0, [stuck], retrycount=4)
     page = viewer_client.get("/").content.decode()
-    assert "9 entries not yet delivered" in page
+    # Redis 6.2 reports no lag: the summary, which counts none, cannot name the group
+    assert ("9 entries not yet delivered" in page) == server().has_lag
     entry_url = reverse("streams_admin:entry", args=[b"jobs", stuck.decode()])
     assert link(page, stuck.decode()) == entry_url  # the poison entry, one click away
     assert "delivered 4 times" in page
@@ -88,7 +92,8 @@ def test_stream_page_lists_entries_newest_first_with_envelope(viewer_client, sce
     groups, entries = table(response.content, 0), table(response.content, 1)
     assert [g[0] for g in groups] == ["audit", "ship"]
     ship = next(g for g in groups if g[0] == "ship")
-    assert ship[1:3] == ["2", "6"] and ship[4:6] == ["10", "20"]
+    assert ship[1:3] == ["2", "6"]
+    assert ship[4:6] == (["10", "20"] if server().has_lag else ["n/a", "20 counted"])
     assert len(entries) == 20
     assert entries[0][0] == "1700000000029-0" and entries[19][0] == "1700000000010-0"
     assert "order.placed" in entries[0][2] and "id-29" in entries[0][2]
@@ -224,6 +229,7 @@ def test_search_by_event_type_and_field_fills_pages(viewer_client, scenario) -> 
 
 
 def test_lag_redis_cannot_give_is_counted_and_explained(viewer_client, r, settings) -> None:
+    needs_lag(r)
     ids = [r.xadd("t", {"n": str(n)}) for n in range(5)]
     r.xgroup_create("t", "g", id="0")
     r.xreadgroup("g", "c", {"t": ">"}, count=1)
@@ -244,6 +250,7 @@ def test_lag_redis_cannot_give_is_counted_and_explained(viewer_client, r, settin
 
 
 def test_lag_counts_what_a_group_can_still_get_after_a_trim(viewer_client, r, settings) -> None:
+    needs_lag(r)
     for n in range(10):
         r.xadd("t", {"n": str(n)})
     r.xgroup_create("t", "behind", id="0")
@@ -251,7 +258,9 @@ def test_lag_counts_what_a_group_can_still_get_after_a_trim(viewer_client, r, se
     r.xreadgroup("behind", "c", {"t": ">"}, count=2)
     r.xreadgroup("ahead", "c", {"t": ">"}, count=7)
     r.xtrim("t", maxlen=5, approximate=False)  # entries 2-4 go before "behind" read them
-    assert {g["name"]: g["lag"] for g in r.xinfo_groups("t")} == {b"behind": 8, b"ahead": 3}
+    # Redis 7 and Valkey count the 3 "behind" will never get; Redis 8.2 does not.
+    assert {g["name"]: g["lag"] for g in r.xinfo_groups("t")} in (
+        {b"behind": 8, b"ahead": 3}, {b"behind": 5, b"ahead": 3})
     settings.STREAMS_ADMIN = {"LAG_THRESHOLD": 6}  # Redis's 8 would be flagged; 5 is not
     overview = viewer_client.get("/").content
     assert table(overview)[0][5] == "5"

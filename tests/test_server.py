@@ -26,6 +26,7 @@ def test_features_follow_the_version(info, shown, lag, inactive) -> None:
 
 
 def test_the_real_server_is_detected(r) -> None:
-    detected = server()
-    assert detected.flavour == "Redis"
-    assert detected.version_text == r.info()["redis_version"]
+    detected, info = server(), r.info()
+    valkey = "valkey_version" in info
+    assert detected.flavour == ("Valkey" if valkey else "Redis")
+    assert detected.version_text == info["valkey_version" if valkey else "redis_version"]

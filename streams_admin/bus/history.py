@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from streams_admin.bus import wire
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, text, time_to_id
@@ -81,5 +83,42 @@ async def safe_trim(client: aioredis.Redis, keys: Keys, event_type: str,
     none of its entries was delivered to anyone yet.
     """
     limit = time_to_id(before) if isinstance(before, datetime) else (before or "")
+    if _ACKED_TRIM.get(client, True):
+        try:
+            return await trim_acked(client, keys.stream(event_type), limit)
+        except ResponseError as error:
+            if "syntax error" not in str(error):  # XTRIM without ACKED: Redis < 8.2, Valkey
+                raise
+            _ACKED_TRIM[client] = False
     removed = await SAFE_TRIM.run(client, [keys.stream(event_type)], [limit])
     return int(removed)
+
+
+# Per client: False once its server refused XTRIM … ACKED (asked once, then SAFE_TRIM).
+_ACKED_TRIM: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+async def trim_acked(client: aioredis.Redis, stream: str, limit: str) -> int:
+    """Redis 8.2+: XTRIM … ACKED deletes only entries every group has read and acked, so
+    Redis keeps what a group still needs by itself; it also deletes acked entries past a
+    pending one (SAFE_TRIM stops at the oldest pending). A group created meanwhile has read
+    nothing, so ACKED keeps everything for it. Without groups ACKED would delete all."""
+    try:
+        groups = await client.xinfo_groups(stream)
+    except ResponseError as error:
+        if "no such key" in str(error):
+            return 0
+        raise
+    if not groups:
+        return 0
+    # Nothing past the slowest group's position can go: MINID there keeps Redis from walking
+    # every undelivered entry on each call (200,000 of them: 66 ms for nothing).
+    floor = min((_after(text(g["last-delivered-id"])) for g in groups), key=_id)
+    if limit:
+        floor = min(floor, limit, key=_id)
+    return int(await client.execute_command("XTRIM", stream, "MINID", floor, "ACKED"))
+
+
+def _after(entry_id: str) -> str:
+    ms, seq = _id(entry_id)
+    return f"{ms}-{seq + 1}"

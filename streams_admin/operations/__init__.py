@@ -56,8 +56,8 @@ FRIENDLY = {
 
 
 # What Redis adds to an error raised inside a script: its SHA and line (7.0+ after the text,
-# 6.x before it). Meaningless to a reader, so the message leaves it out.
-SCRIPT_NOISE = re.compile(r"\s*script: [0-9a-f]{40}, on @user_script:\d+\.?\s*\Z"
+# 6.x before it; Valkey 9 leaves out the SHA). Meaningless to a reader: the message drops it.
+SCRIPT_NOISE = re.compile(r"\s*script: (?:[0-9a-f]{40}, )?on @user_script:\d+\.?\s*\Z"
                           r"|\AError running script \(call to f_[0-9a-f]{40}\): @user_script:\d+: "
                           r"(?:@user_script:\d+: )?(?:ERR )?")
 

@@ -7,7 +7,12 @@
 -- Reply: {count, the last ID seen or false, 1 when the range ended else 0}.
 local command, from, to = ARGV[1], ARGV[2], ARGV[3]
 local most, micros = tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Redis 8 and Valkey 8 freeze TIME for a whole script (7.0 does not) but give os.clock,
+-- the server's CPU time, which moves while the script runs; 6.2 and 7.0 have no os.
+local clock = nil
+pcall(function() clock = os.clock end)
 local function now()
+  if clock then return clock() * 1000000 end
   local t = redis.call("TIME")
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end

@@ -10,6 +10,7 @@ import redis
 
 from streams_admin.bus import Envelope, FatalError
 from tests.bus.conftest import consuming, wait_for
+from tests.redis_server import group_lag
 
 STREAM = "agent:stream:task.created"
 DEADLETTER = "agent:stream:deadletter:task.created"
@@ -107,7 +108,7 @@ async def test_duplicates_are_suppressed_with_idempotency(make_bus, r: redis.Red
         await wait_for(lambda: runs and pending(r) == 0)
         r.xadd(STREAM, envelope)  # the publisher retried: same event, a second entry
         r.xadd(STREAM, envelope)
-        await wait_for(lambda: r.xinfo_groups(STREAM)[0]["lag"] == 0 and pending(r) == 0)
+        await wait_for(lambda: group_lag(r, STREAM, "g") == 0 and pending(r) == 0)
     assert runs == [event_id]
     assert bus.registry.get_sample_value(
         "events_processed_total", {"event_type": "task.created", "status": "duplicate"}) == 2

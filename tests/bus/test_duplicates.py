@@ -11,6 +11,7 @@ import redis
 from streams_admin.bus import Envelope
 from tests.bus.conftest import consuming, wait_for
 from tests.bus.faults import ReplyLosingProxy
+from tests.redis_server import group_lag, needs_redis_7
 
 STREAM = "agent:stream:task.created"
 
@@ -22,7 +23,7 @@ def copy_of(event_id: str) -> dict[str, str]:
 
 def all_acked(r: redis.Redis, group: str = "g") -> bool:
     info = {g["name"]: g for g in r.xinfo_groups(STREAM)}.get(group.encode())
-    return info is not None and info["lag"] == 0 and info["pending"] == 0
+    return info is not None and group_lag(r, STREAM, group) == 0 and info["pending"] == 0
 
 
 def duplicates(bus) -> float:
@@ -51,6 +52,8 @@ async def test_copies_read_in_one_batch_run_once(make_bus, r: redis.Redis, copie
 
 
 async def test_copies_on_two_consumers_of_a_group_run_once(make_bus, r: redis.Redis) -> None:
+    needs_redis_7(r, "has no PEXPIRE … GT: a lease is not renewed (bus/idempotency.py), so a "
+                  "copy running longer than min_idle_ms may run again")
     first, second = make_bus(max_in_flight=1), make_bus(max_in_flight=1)
     runs: list[str] = []
     release = asyncio.Event()

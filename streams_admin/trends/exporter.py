@@ -64,7 +64,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     refused = refusal(request)
     if refused is not None:
         return refused
-    text = generate_latest(Exposition(measure_all()))  # type: ignore[arg-type]
+    text = generate_latest(Exposition(measure_all()))
     response = HttpResponse(text, content_type=CONTENT_TYPE_LATEST)
     response["Cache-Control"] = "no-store"
     return response

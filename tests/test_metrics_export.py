@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -148,3 +153,62 @@ def test_a_target_that_is_down_is_up_0_beside_the_others(r, client, metrics_on, 
     assert found["redis_stream_length", (("stream", "orders"), ("target", "main"))] == 1
     assert not any(dict(labels).get("target") == "gone" for name, labels in found
                    if name.startswith("redis_stream"))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus missing")
+def test_a_real_prometheus_scrapes_and_a_promql_query_returns_the_lag(
+        r, live_server, metrics_on, tmp_path: Path) -> None:
+    for n in range(3):
+        r.xadd(b"orders", {b"n": str(n).encode()})
+    r.xgroup_create(b"orders", b"billing", id="0")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(PROMETHEUS.format(rules=ROOT / "docs" / "prometheus-alerts.yml",
+                                        token=TOKEN, address=live_server.url.split("//")[1]))
+    with subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'db'}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=(tmp_path / "log").open("wb")) as prometheus:
+        try:
+            query = 'redis_stream_group_lag{stream="orders",group="billing"}'
+            result = until_answered(port, query, prometheus, tmp_path / "log")
+            assert result[0]["metric"]["target"] == "default"
+            assert result[0]["value"][1] == "3"
+            rules = api(port, "rules")["groups"][0]["rules"]
+            assert {rule["health"] for rule in rules} == {"ok"}  # docs' rules evaluate
+        finally:
+            prometheus.terminate()
+            prometheus.wait(10)
+
+
+PROMETHEUS = """
+global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: ["{rules}"]
+scrape_configs:
+  - job_name: streams-admin
+    scrape_timeout: 1s
+    authorization: {{type: Bearer, credentials: "{token}"}}
+    static_configs: [{{targets: ["{address}"]}}]
+"""
+
+
+def api(port: int, path: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/{path}", timeout=5) as reply:
+        return json.load(reply)["data"]
+
+
+def until_answered(port: int, query: str, process: subprocess.Popen, log: Path) -> list:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            result = api(port, "query?" + urllib.parse.urlencode({"query": query}))["result"]
+            if result:
+                return result
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.3)
+    raise AssertionError(f"no answer to {query}:\n{log.read_text()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -212,3 +213,17 @@ def until_answered(port: int, query: str, process: subprocess.Popen, log: Path) 
             pass  # not listening yet
         time.sleep(0.3)
     raise AssertionError(f"no answer to {query}:\n{log.read_text()}")
+
+
+def test_the_docs_alerts_and_dashboard_use_only_names_the_exporter_serves(
+        any_redis, client, metrics_on, settings) -> None:
+    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "IDLE_THRESHOLD_MS": 0}
+    scene(any_redis)
+    served = {name.removesuffix("_total") for name, _ in scrape(client)}
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    exprs.append((ROOT / "docs" / "prometheus-alerts.yml").read_text())
+    used = {name.removesuffix("_total") for expr in exprs
+            for name in re.findall(r"\b(?:redis|streams_admin)_[a-z_]+", expr)}
+    assert used and used <= served, used - served

@@ -12,10 +12,13 @@ from streams_admin.trends import measure
 from streams_admin.trends.measure import Snapshot
 
 
+IDLE = 1500  # ms: wide, so a busy machine does not make the fresh consumer look idle
+
+
 @pytest.fixture
 def threshold(settings) -> int:
-    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "IDLE_THRESHOLD_MS": 100}
-    return 100
+    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "IDLE_THRESHOLD_MS": IDLE}
+    return IDLE
 
 
 def only(snap: Snapshot, key: bytes) -> measure.StreamSample:
@@ -71,7 +74,7 @@ def test_a_consumer_idle_while_its_group_lags_is_stalled_even_holding_nothing(
     any_redis.xgroup_create(b"s", b"caught-up", id="$")
     for group in (b"lagging", b"caught-up"):
         any_redis.xgroup_createconsumer(b"s", group, b"idle-one")
-    time.sleep(0.3)
+    time.sleep(threshold / 1000 + 0.3)
     any_redis.xgroup_createconsumer(b"s", b"lagging", b"fresh")
     groups = {g.name: g for g in only(measure.snapshot(), b"s").groups}
     assert groups[b"lagging"].stalled == (b"idle-one",)

@@ -112,14 +112,14 @@ def test_an_allowed_address_needs_no_token_others_are_refused(r, client, setting
 
 def test_per_consumer_series_off_and_the_cap_counted(r, client, metrics_on, settings) -> None:
     settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "METRICS_CONSUMERS": False,
-                              "METRICS_MAX_STREAMS": 3, "IDLE_THRESHOLD_MS": 100}
+                              "METRICS_MAX_STREAMS": 3, "IDLE_THRESHOLD_MS": 1500}
     for n in range(5):
         r.xadd(f"s{n}".encode(), {b"a": b"1"})
         r.xgroup_create(f"s{n}".encode(), b"g", id="0")
         r.xgroup_createconsumer(f"s{n}".encode(), b"g", b"healthy")
     r.xgroup_createconsumer(b"s0", b"g", b"dead")
     r.xadd(b"s0", {b"a": b"2"})
-    time.sleep(0.2)
+    time.sleep(1.8)
     r.xreadgroup(b"g", b"healthy", {b"s0": ">"}, count=1)  # s0 still lags: "dead" stalls
     found = scrape(client)
     assert {dict(labels)["stream"] for name, labels in found

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 from redis.connection import Connection
 
+from streams_admin.bus import EventBus
 from streams_admin.trends import measure
 from streams_admin.trends.measure import Snapshot
+from tests.bus.conftest import FAST, consuming, wait_for
+
+STREAM = "agent:stream:job.run"
 
 
 IDLE = 1500  # ms: wide, so a busy machine does not make the fresh consumer look idle
@@ -136,3 +142,32 @@ def test_round_trips_do_not_grow_with_the_streams(any_redis, monkeypatch) -> Non
     assert counts[0] == counts[1]
     nodes = 3 if isinstance(any_redis, redis.RedisCluster) else 1
     assert counts[1] <= 2 * nodes  # a SCAN and a pipeline per node
+
+
+async def test_a_real_bus_consumer_lag_and_time_lag_rise_while_stopped_and_fall_after(
+        r: redis.Redis, redis_server) -> None:
+    bus = EventBus(redis_server.url, registry=CollectorRegistry(), **FAST)
+    handled: list[dict] = []
+
+    @bus.subscribe("job.run")
+    async def handle(data: dict) -> None:
+        handled.append(data)
+
+    try:
+        async with consuming(bus, "workers", "w1"):  # the group exists from here on
+            await wait_for(lambda: r.exists(STREAM) and r.xinfo_groups(STREAM), what="group")
+        ids = [await bus.publish("job.run", {"n": n}) for n in range(5)]
+        await asyncio.sleep(1.2)
+        group = only(measure.snapshot(), STREAM.encode()).groups[0]
+        first_ms = int(r.xrange(STREAM, count=1)[0][0].split(b"-")[0])
+        assert len(ids) == 5 and group.lag == 5 and group.pending == 0
+        assert group.time_lag_s == pytest.approx(time.time() - first_ms / 1000, abs=1.0)
+        assert group.time_lag_s >= 1.0
+        async with consuming(bus, "workers", "w1"):
+            await wait_for(lambda: len(handled) == 5 and r.xpending(STREAM, "workers")[
+                "pending"] == 0, what="all handled and acked")
+            group = only(measure.snapshot(), STREAM.encode()).groups[0]
+        assert (group.lag, group.time_lag_s, group.pending, group.oldest_pending_s) == (
+            0, 0, 0, None)
+    finally:
+        await bus.aclose()

@@ -49,6 +49,21 @@ def test_time_lag_and_oldest_pending_age_match_the_entries_ids(any_redis) -> Non
     assert (stream.length, stream.entries_added, stream.last_id) == (3, 3, ids[2])
     assert (group.lag, group.entries_read, group.pending, group.trimmed_unread) == (2, 1, 1, 0)
     assert [(c.name, c.pending) for c in group.consumers] == [(b"c1", 1)]
+    version = tuple(int(p) for p in any_redis.info("server")["redis_version"].split(".")[:2]) \
+        if not isinstance(any_redis, redis.RedisCluster) else (7, 0)
+    assert (group.consumers[0].inactive_ms is None) == (version < (7, 2))
+
+
+def test_a_group_at_the_largest_id_does_not_break_the_snapshot(any_redis) -> None:
+    top = "18446744073709551615-18446744073709551615"
+    any_redis.xadd(b"s", {b"a": b"1"}, id="5-0")
+    any_redis.xgroup_create(b"s", b"at-the-end", id=top)
+    any_redis.xgroup_create(b"s", b"new", id="0")
+    any_redis.xadd(b"t", {b"a": b"1"})
+    snap = measure.snapshot()
+    groups = {g.name: g for g in only(snap, b"s").groups}
+    assert groups[b"at-the-end"].time_lag_s == 0 and groups[b"new"].lag == 1
+    assert [s.key for s in snap.streams] == [b"s", b"t"]
 
 
 def test_a_caught_up_group_has_no_time_lag_and_nothing_pending(any_redis) -> None:

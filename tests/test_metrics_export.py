@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.parse
@@ -227,3 +228,21 @@ def test_the_docs_alerts_and_dashboard_use_only_names_the_exporter_serves(
     used = {name.removesuffix("_total") for expr in exprs
             for name in re.findall(r"\b(?:redis|streams_admin)_[a-z_]+", expr)}
     assert used and used <= served, used - served
+
+
+def test_a_target_that_hangs_is_up_0_without_holding_the_scrape(r, client, metrics_on, settings,
+                                                                 tmp_path: Path) -> None:
+    r.xadd(b"orders", {b"a": b"1"})
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        path = tmp_path / "targets.toml"
+        path.write_text(f'[targets.main]\nurl = "{settings.REDIS_URL}"\n\n[targets.hung]\n'
+                        f'url = "redis://127.0.0.1:{silent.getsockname()[1]}/0"\n')
+        settings.STREAMS_ADMIN_TARGETS = str(path)
+        settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "METRICS_TIMEOUT": 2.0,
+                                  "SOCKET_TIMEOUT": 6.0}  # the hung one outlasts the wait
+        found = scrape(client)
+    assert found["redis_up", (("target", "hung"),)] == 0
+    assert found["redis_up", (("target", "main"),)] == 1
+    assert found["redis_stream_length", (("stream", "orders"), ("target", "main"))] == 1

@@ -246,3 +246,57 @@ def test_a_target_that_hangs_is_up_0_without_holding_the_scrape(r, client, metri
     assert found["redis_up", (("target", "hung"),)] == 0
     assert found["redis_up", (("target", "main"),)] == 1
     assert found["redis_stream_length", (("stream", "orders"), ("target", "main"))] == 1
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus missing")
+def test_the_example_alerts_fire_on_the_series_they_are_written_for(tmp_path: Path) -> None:
+    """promtool's rule unit tests: each alert fires after its `for`, with its labels."""
+    labels = 'target="default", stream="orders", group="billing"'
+    cases = tmp_path / "alerts_test.yml"
+    cases.write_text(ALERT_CASES.format(rules=ROOT / "docs" / "prometheus-alerts.yml",
+                                        g=labels, y=labels.replace("=", ": ")))
+    run = subprocess.run(["promtool", "test", "rules", str(cases)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+ALERT_CASES = """
+rule_files: ["{rules}"]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'redis_stream_group_time_lag_seconds{{{g}}}'
+        values: '0 0 400x10'
+      - series: 'redis_stream_group_consumer_stalled{{{g}, consumer="w1"}}'
+        values: '0 1x10'
+      - series: 'redis_stream_group_oldest_pending_seconds{{{g}}}'
+        values: '0 700x10'
+      - series: 'redis_up{{target="down"}}'
+        values: '0x10'
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: StreamGroupTimeLagHigh
+        exp_alerts: []
+      - eval_time: 8m
+        alertname: StreamGroupTimeLagHigh
+        exp_alerts:
+          - exp_labels: {{severity: warning, {y}}}
+            exp_annotations: {{summary: "orders / billing is 6m 40s behind"}}
+      - eval_time: 8m
+        alertname: StreamConsumerStalled
+        exp_alerts:
+          - exp_labels: {{severity: warning, {y}, consumer: w1}}
+            exp_annotations: {{summary: "consumer w1 of orders / billing is stalled"}}
+      - eval_time: 8m
+        alertname: StreamOldestPendingStuck
+        exp_alerts:
+          - exp_labels: {{severity: warning, {y}}}
+            exp_annotations:
+              summary: "orders / billing: oldest pending entry idle 11m 40s"
+      - eval_time: 3m
+        alertname: RedisTargetDown
+        exp_alerts:
+          - exp_labels: {{severity: critical, target: down}}
+            exp_annotations: {{summary: "Redis target down is not answering the dashboard"}}
+"""

@@ -361,6 +361,7 @@ def publisher(cfg: dict[str, Any]) -> None:
 class Watch:
     lat: list[float]  # ms, entries published after warm-up
     fresh: int = 0  # entries published by this run's publisher
+    messages: int = 0  # entries messages
     skipped: int = 0
     duplicates: int = 0
     out_of_order: int = 0
@@ -394,6 +395,7 @@ async def viewers(cfg: dict[str, Any]) -> None:
                 kind = head.group(1) if head else json.loads(data)["type"].encode()
                 if kind == b"entries":
                     await ws.send(f'{{"ack": {int(head.group(2))}}}')
+                    w.messages += 1
                     rows, pubs = ROW_RE.findall(data), tailbench.PUB_RE.findall(data)
                     if len(rows) != len(pubs):
                         raise RuntimeError(f"{len(rows)} rows but {len(pubs)} published_at")
@@ -443,6 +445,7 @@ async def viewers(cfg: dict[str, Any]) -> None:
         "p99": tailbench.percentile(lat, 0.99, missing), "max": lat[-1] if lat else None,
         "missing": missing, "received": len(lat),
         "skipped": sum(w.skipped for w in watches),
+        "messages": sum(w.messages for w in watches) / len(watches),
         "duplicates": sum(w.duplicates for w in watches),
         "out_of_order": sum(w.out_of_order for w in watches),
         "closed": [w.closed for w in watches if w.closed],
@@ -563,14 +566,15 @@ def firehose_part(both: list[Setup], args: argparse.Namespace) -> None:
     print(f"\n## 3. Firehose: {len(keys)} streams ({len(where)} primaries), {args.rate:,}/s in "
           f"all for {args.seconds:g} s (first {args.warmup:g} s left out), {args.viewers} "
           f"viewers, one Daphne\n")
-    print("| run | p50 ms | p99 ms | max ms | missing | skipped | XREAD calls | CPU Daphne | "
-          "CPU viewers | publisher late ticks |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| run | p50 ms | p99 ms | max ms | missing | skipped | messages/s a viewer | "
+          "XREAD calls | CPU Daphne | CPU viewers | publisher late ticks |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in results.items():
         for i, res in enumerate(runs, 1):
             print(f"| {name} #{i} | {tailbench.fmt_ms(res['p50'])} | "
                   f"{tailbench.fmt_ms(res['p99'])} | {tailbench.fmt_ms(res['max'])} | "
-                  f"{res['missing']:,} | {res['skipped']:,} | {res['xread']:,} | "
+                  f"{res['missing']:,} | {res['skipped']:,} | "
+                  f"{res['messages'] / res['published']['duration']:,.0f} | {res['xread']:,} | "
                   f"{res['cpu']['daphne']:.0%} | {res['cpu']['viewers']:.0%} | "
                   f"{res['published']['late_ticks']} |")
             for line in res["log"]:

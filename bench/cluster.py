@@ -452,18 +452,21 @@ async def viewers(cfg: dict[str, Any]) -> None:
     }), flush=True)
 
 
-def pick_keys(cluster: Setup, per_primary: int = 2) -> list[str]:
-    """Stream names spread over the primaries: per_primary on each."""
+def pick_keys(cluster: Setup, count: int) -> list[str]:
+    """`count` stream names spread evenly over the primaries (2 on each of 3 for 6)."""
     with redis.RedisCluster.from_url(cluster.url) as rc:
         chosen: dict[str, list[str]] = {}
         for i in range(10_000):
             key = f"bench:fh:{i}"
             node = rc.get_node_from_key(key).name
-            if len(chosen.setdefault(node, [])) < per_primary:
+            if len(chosen.setdefault(node, [])) < -(-count // len(cluster.primaries)):
                 chosen[node].append(key)
-            if sum(map(len, chosen.values())) == per_primary * len(cluster.primaries):
+            if sum(map(len, chosen.values())) >= count and len(chosen) >= min(
+                    count, len(cluster.primaries)):
                 break
-    return [key for keys in chosen.values() for key in keys]
+    ordered = [keys[i] for i in range(max(map(len, chosen.values())))
+               for keys in chosen.values() if i < len(keys)]  # round robin over the primaries
+    return ordered[:count]
 
 
 class Firehose:
@@ -546,7 +549,7 @@ class Firehose:
 
 
 def firehose_part(both: list[Setup], args: argparse.Namespace) -> None:
-    keys = pick_keys(both[1])
+    keys = pick_keys(both[1], args.firehose_streams)
     with redis.RedisCluster.from_url(both[1].url) as rc:
         where = Counter(rc.get_node_from_key(key).name for key in keys)
     log(f"firehose: {keys} on {dict(where)}")
@@ -608,6 +611,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--drain", type=float, default=10)
     parser.add_argument("--viewers", type=int, default=20)
+    parser.add_argument("--firehose-streams", type=int, default=6, help="spread over the primaries")
     parser.add_argument("--firehose-runs", type=int, default=2, help="runs of each setup")
     parser.add_argument("--profile", metavar="DIR",
                         help="run each firehose run's Daphne under cProfile, its log kept, in DIR")

@@ -16,9 +16,13 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams_admin.redis import server
 from tests.redis_server import free_port
 
 TOKEN = "s3cret-token"
+# Series of what Redis 6.2 does not report (entries-added, entries-read, lag): left out there.
+NEEDS_REDIS_7 = {"redis_stream_entries_added_total", "redis_stream_group_entries_read",
+                 "redis_stream_group_trimmed_unread"}
 
 
 @pytest.fixture
@@ -68,12 +72,15 @@ def test_the_figures_of_streams_groups_and_consumers(any_redis, client, metrics_
     assert at(found, "redis_up") == 1
     assert at(found, "redis_stream_length", **stream) == 3
     assert at(found, "redis_stream_groups", **stream) == 1
-    assert at(found, "redis_stream_entries_added_total", **stream) == 3
-    assert at(found, "redis_stream_group_lag", **group) == 2
-    assert at(found, "redis_stream_group_entries_read", **group) == 1
+    assert at(found, "redis_stream_group_lag", **group) == 2  # counted on Redis 6.2
+    if server().has_lag:
+        assert at(found, "redis_stream_entries_added_total", **stream) == 3
+        assert at(found, "redis_stream_group_entries_read", **group) == 1
+        assert at(found, "redis_stream_group_trimmed_unread", **group) == 0
+    else:  # Redis 6.2 cannot tell: no series rather than a wrong 0
+        assert not NEEDS_REDIS_7 & {name for name, _ in found}
     assert at(found, "redis_stream_group_messages_pending", **group) == 1
     assert at(found, "redis_stream_group_consumers", **group) == 1
-    assert at(found, "redis_stream_group_trimmed_unread", **group) == 0
     assert at(found, "redis_stream_group_time_lag_seconds", **group) == pytest.approx(
         time.time() - (now_ms - 60_000) / 1000, abs=2)
     assert at(found, "redis_stream_group_oldest_pending_seconds", **group) == pytest.approx(
@@ -228,7 +235,8 @@ def test_the_docs_alerts_and_dashboard_use_only_names_the_exporter_serves(
     exprs.append((ROOT / "docs" / "prometheus-alerts.yml").read_text())
     used = {name.removesuffix("_total") for expr in exprs
             for name in re.findall(r"\b(?:redis|streams_admin)_[a-z_]+", expr)}
-    assert used and used <= served, used - served
+    lacking = set() if server().has_lag else {n.removesuffix("_total") for n in NEEDS_REDIS_7}
+    assert used and used <= served | lacking, used - served
 
 
 def test_a_target_that_hangs_is_up_0_without_holding_the_scrape(r, client, metrics_on, settings,

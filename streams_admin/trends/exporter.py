@@ -13,6 +13,8 @@ most METRICS_MAX_STREAMS streams (the rest counted in streams_admin_metrics_stre
 per-consumer series only with METRICS_CONSUMERS. Targets are measured at once, in threads; one
 down or slower than METRICS_TIMEOUT is `redis_up{target="..."} 0` and the others are served.
 Concurrent scrapes share one exposition, reused for METRICS_FRESHNESS seconds.
+A figure the server does not report (Redis 6.2: entries added and read, trimmed unread) has no
+series, never a 0.
 """
 
 from __future__ import annotations
@@ -197,7 +199,7 @@ class Families:
         self.oldest = gauge("redis_stream_group_oldest_pending_seconds",
                             "Idle time of the group's oldest pending entry (0 when none)", GROUP)
         self.trimmed = gauge("redis_stream_group_trimmed_unread",
-                             "Entries trimmed before the group read them", GROUP)
+                             "Entries trimmed before the group read them (Redis 7.0+)", GROUP)
         self.held = gauge("redis_stream_group_consumer_messages_pending",
                           "Entries the consumer holds unacknowledged", CONSUMER)
         self.idle = gauge("redis_stream_group_consumer_idle_seconds",

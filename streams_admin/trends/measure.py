@@ -4,7 +4,8 @@ One server-side script (measure.lua) reads each chunk of streams whole -- XINFO 
 GROUPS, per group the first entry not yet delivered, the oldest pending entry and (when asked)
 the consumers -- so a snapshot costs the SCAN calls plus one pipeline per node (a second only
 when a node lost its scripts, or for keys of a slot on the move), whatever the number of
-streams and groups.
+streams and groups (on a cluster, once per client, an INFO of each primary: its version
+picks the script).
 
 Definitions (README "Prometheus" says the same):
 - time lag: the age of the oldest entry not yet delivered to the group -- the server's clock
@@ -18,13 +19,15 @@ Definitions (README "Prometheus" says the same):
 - stalled consumer: idle past IDLE_THRESHOLD_MS while its group has an entry not yet
   delivered, even holding nothing.
 - lag: Redis's (7.0+), less the entries trimmed before the group read them (trimmed_unread,
-  as the pages show it); when Redis gives none, counted up to LAG_COUNT_LIMIT, and
-  trimmed_unread is None.
+  as the pages show it: entries-added - entries-read less what is left, since Redis 8.2's lag
+  leaves those out already); when Redis gives none (6.2), counted up to LAG_COUNT_LIMIT, and
+  trimmed_unread is None, as are entries-read and entries-added: unknown, never 0.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +36,14 @@ import redis
 from streams_admin import conf
 from streams_admin.bus import lua
 from streams_admin.bus.lua import Lua
-from streams_admin.redis import REDIRECTS, by_node, client, is_cluster, refresh_slots
+from streams_admin.redis import (
+    REDIRECTS,
+    by_node,
+    client,
+    is_cluster,
+    refresh_slots,
+    server_from_info,
+)
 from streams_admin.streams import scan_streams, true_lag
 from streams_admin.values import id_key, text_id
 
@@ -41,6 +51,8 @@ SCRIPT = Lua.file(__file__, "measure.lua")
 # On a cluster one call reads keys of many slots of its node (Redis 7.0+): never writes.
 CLUSTER_SCRIPT = Lua.file(__file__, "measure.lua",
                           first_line="#!lua flags=no-writes,allow-cross-slot-keys\n")
+# Per cluster client: whether every primary compiles CLUSTER_SCRIPT's flags line.
+_flagged: weakref.WeakKeyDictionary[redis.Redis, bool] = weakref.WeakKeyDictionary()
 # Streams per script call: about 100 µs of Redis each (1 group, 2 consumers; XINFO STREAM
 # is the dearest), so a call holds Redis about a millisecond; calls are pipelined.
 CHUNK = 10
@@ -100,9 +112,10 @@ def measure(keys: list[bytes], consumers: bool = True) -> list[StreamSample]:
     rows: dict[int, tuple[Any, float]] = {}  # position -> (row, the node's clock)
     moving: list[int] = []
     args = _args(consumers)
+    cluster = _cluster_script() if keys and is_cluster() else None
     for node, positions in by_node(keys):
         chunks = [positions[at:at + CHUNK] for at in range(0, len(positions), CHUNK)]
-        calls = [_call([keys[i] for i in chunk], args) for chunk in chunks]
+        calls = [_call([keys[i] for i in chunk], args, cluster) for chunk in chunks]
         for chunk, reply in zip(chunks, lua.pipelined(node, calls, raise_on_error=False),
                                 strict=True):
             moving += _collect(chunk, reply, rows)
@@ -116,10 +129,23 @@ def _args(consumers: bool) -> list[Any]:
             conf.get("LAG_COUNT_LIMIT")]
 
 
-def _call(keys: list[bytes], args: list[Any]) -> lua.Command:
-    if is_cluster():  # keys as arguments: declared keys must share one slot
-        return CLUSTER_SCRIPT.command([], [*args, *keys])
+def _call(keys: list[bytes], args: list[Any], cluster: Lua | None) -> lua.Command:
+    if cluster is not None:  # keys as arguments: declared keys must share one slot
+        return cluster.command([], [*args, *keys])
     return SCRIPT.command(keys, args)
+
+
+def _cluster_script() -> Lua:
+    """The cluster's script: CLUSTER_SCRIPT when every primary compiles its flags line
+    (Server.has_script_flags); Redis 6.2 refuses the line, and lets a script read any key of
+    its node without it. Asked once per cluster client (INFO of each primary, not a round
+    trip per snapshot): a version changes only with a restart, and the unflagged script
+    reads keys of many slots on 7.0+ as well, so a cluster upgraded since is still measured."""
+    r = client()
+    if r not in _flagged:
+        infos = r.info("server", target_nodes=redis.RedisCluster.PRIMARIES)
+        _flagged[r] = all(server_from_info(info).has_script_flags for info in infos.values())
+    return CLUSTER_SCRIPT if _flagged[r] else SCRIPT
 
 
 def _collect(chunk: list[int], reply: Any, rows: dict[int, tuple[Any, float]]) -> list[int]:
@@ -155,17 +181,15 @@ def _stream(key: bytes, row: list, now: float, consumers: bool) -> StreamSample:
     first_id = text_id(first or None)
     return StreamSample(key=key, length=length, entries_added=added,
                         last_id=text_id(last_id) or "0-0",
-                        groups=tuple(_group(g, first_id, length, now, consumers) for g in groups))
+                        groups=tuple(_group(g, (first_id, length, added), now, consumers)
+                                     for g in groups))
 
 
-def _group(row: list, first_id: str | None, length: int, now: float,
+def _group(row: list, stream: tuple[str | None, int, int | None], now: float,
            with_consumers: bool) -> GroupSample:
+    """stream: its first entry ID, length and entries-added."""
     name, count, pending, delivered, read, lag, undelivered, counted, oldest, rows = row
-    last_delivered = text_id(delivered) or "0-0"
-    if lag is None:  # Redis gave none: the script counted
-        lag, trimmed = counted, None
-    else:
-        lag, trimmed = true_lag(lag, last_delivered, first_id, length)
+    lag, trimmed = _lag(lag, counted, text_id(delivered) or "0-0", read, *stream)
     consumers = tuple(ConsumerSample(c[0], c[1], c[2], c[3]) for c in rows)
     waiting = undelivered is not None
     limit = conf.get("IDLE_THRESHOLD_MS")
@@ -175,6 +199,19 @@ def _group(row: list, first_id: str | None, length: int, now: float,
         trimmed_unread=trimmed, consumers=consumers if with_consumers else (),
         stalled=tuple(c.name for c in consumers if waiting and c.idle_ms > limit),
         consumer_count=count)
+
+
+def _lag(lag: int | None, counted: int, last_delivered: str, read: int | None,
+         first_id: str | None, length: int, added: int | None) -> tuple[int, int | None]:
+    """(lag, trimmed unread) as the pages count them (streams.group_from): Redis 8.2's lag
+    already leaves out the entries trimmed before the group read them, so those are
+    entries-added - entries-read less what is left. Redis gave no lag: the script's count,
+    and the trimmed ones cannot be told."""
+    if lag is None:
+        return counted, None
+    behind = added - read if added is not None and read is not None else None
+    told, trimmed = true_lag(lag, last_delivered, first_id, length, behind)
+    return (lag if told is None else told), trimmed
 
 
 def _age(entry_id: bytes | None, now: float) -> float:

@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from streams_admin import overview
 from streams_admin.names import to_token
+from streams_admin.redis import server
 from tests.html import table
 from tests.test_stats import open_stats
 
@@ -36,6 +37,9 @@ def scripting(r: redis.Redis | redis.RedisCluster) -> Counter[str]:
         if node.info("replication")["role"] == "master":
             stats = node.info("commandstats")
             calls.update({name: stats.get(name, {}).get("calls", 0) for name in SCRIPTING})
+            # Redis 6.2 counts SCRIPT's subcommands as one, "script": the product sends only
+            # LOAD, and the tests' FLUSH comes before their first count.
+            calls["cmdstat_script|load"] += stats.get("cmdstat_script", {}).get("calls", 0)
     return calls
 
 
@@ -76,7 +80,8 @@ def what_pages_show(client) -> tuple[str, dict[str, str], list[str]]:
 def shows_the_lagging_stream(shown: tuple[str, dict[str, str], list[str]]) -> None:
     lag, groups, notes = shown
     assert lag == "4 counted"
-    assert groups == {"behind": "4 counted", "g": "0"}
+    # Redis 6.2 gives no lag: every group's is counted, "g"'s too
+    assert groups == {"behind": "4 counted", "g": "0" if server().has_lag else "0 counted"}
     assert ["data gone" in note for note in notes] == [False, False, False, True, False, False]
 
 

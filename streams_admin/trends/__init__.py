@@ -1,0 +1,1 @@
+"""Trends: the present measured for history, charts, alerts and the Prometheus exporter."""

@@ -1,0 +1,135 @@
+"""The present of every stream, as trends and /metrics read it: figures and round trips."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from redis.connection import Connection
+
+from streams_admin.trends import measure
+from streams_admin.trends.measure import Snapshot
+
+
+@pytest.fixture
+def threshold(settings) -> int:
+    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "IDLE_THRESHOLD_MS": 100}
+    return 100
+
+
+def only(snap: Snapshot, key: bytes) -> measure.StreamSample:
+    return next(s for s in snap.streams if s.key == key)
+
+
+def test_time_lag_and_oldest_pending_age_match_the_entries_ids(any_redis) -> None:
+    now_ms = int(time.time() * 1000)
+    ids = [f"{now_ms - age}-0" for age in (90_000, 60_000, 30_000)]
+    for entry_id in ids:
+        any_redis.xadd(b"orders", {b"n": b"1"}, id=entry_id)
+    any_redis.xgroup_create(b"orders", b"billing", id="0")
+    any_redis.xreadgroup(b"billing", b"c1", {b"orders": ">"}, count=1)  # ids[0] pending
+    any_redis.xclaim(b"orders", b"billing", b"c1", 0, [ids[0]], idle=45_000)
+
+    stream = only(measure.snapshot(), b"orders")
+    group = stream.groups[0]
+    now = time.time()
+    # The first entry not yet delivered is ids[1]: its age by its ID's milliseconds.
+    assert group.time_lag_s == pytest.approx(now - (now_ms - 60_000) / 1000, abs=1.5)
+    assert group.oldest_pending_s == pytest.approx(45, abs=1.5)  # its idle, set by XCLAIM
+    assert (stream.length, stream.entries_added, stream.last_id) == (3, 3, ids[2])
+    assert (group.lag, group.entries_read, group.pending, group.trimmed_unread) == (2, 1, 1, 0)
+    assert [(c.name, c.pending) for c in group.consumers] == [(b"c1", 1)]
+
+
+def test_a_caught_up_group_has_no_time_lag_and_nothing_pending(any_redis) -> None:
+    any_redis.xadd(b"s", {b"a": b"1"})
+    any_redis.xgroup_create(b"s", b"g", id="$")
+    group = only(measure.snapshot(), b"s").groups[0]
+    assert (group.lag, group.time_lag_s, group.pending, group.oldest_pending_s) == (0, 0, 0, None)
+
+
+def test_lag_redis_cannot_give_is_counted_and_trimmed_entries_apart(any_redis) -> None:
+    for key in (b"deleted", b"trimmed"):
+        for n in range(10):
+            any_redis.xadd(key, {b"n": str(n).encode()}, id=f"{n + 1}-0")
+        any_redis.xgroup_create(key, b"g", id="0")
+        any_redis.xreadgroup(b"g", b"c", {key: ">"}, count=2)
+    any_redis.xdel(b"deleted", "5-0")  # past the group's position: Redis loses its lag
+    any_redis.xtrim(b"trimmed", minid="4-0", approximate=False)  # 3 never read
+    snap = measure.snapshot()
+    deleted, trimmed = only(snap, b"deleted").groups[0], only(snap, b"trimmed").groups[0]
+    assert (deleted.lag, deleted.trimmed_unread) == (7, None)  # counted by the script
+    assert (trimmed.lag, trimmed.trimmed_unread) == (7, 1)
+    assert trimmed.time_lag_s > 1e6  # 4-0: the first entry it will get, from 1970
+
+
+def test_a_consumer_idle_while_its_group_lags_is_stalled_even_holding_nothing(
+        any_redis, threshold) -> None:
+    any_redis.xadd(b"s", {b"a": b"1"})
+    any_redis.xgroup_create(b"s", b"lagging", id="0")
+    any_redis.xgroup_create(b"s", b"caught-up", id="$")
+    for group in (b"lagging", b"caught-up"):
+        any_redis.xgroup_createconsumer(b"s", group, b"idle-one")
+    time.sleep(0.3)
+    any_redis.xgroup_createconsumer(b"s", b"lagging", b"fresh")
+    groups = {g.name: g for g in only(measure.snapshot(), b"s").groups}
+    assert groups[b"lagging"].stalled == (b"idle-one",)
+    assert groups[b"caught-up"].stalled == ()
+    # Without consumers asked for, the stalled ones are still named.
+    lean = {g.name: g for g in only(measure.snapshot(consumers=False), b"s").groups}
+    assert lean[b"lagging"].consumers == () and lean[b"lagging"].stalled == (b"idle-one",)
+    assert lean[b"lagging"].consumer_count == 2
+
+
+def test_the_cap_keeps_the_first_streams_by_key_and_counts_the_rest(any_redis) -> None:
+    for n in range(8):
+        any_redis.xadd(f"s{n}".encode(), {b"a": b"1"})
+    any_redis.set(b"not-a-stream", b"x")
+    snap = measure.snapshot(max_streams=5)
+    assert [s.key for s in snap.streams] == [f"s{n}".encode() for n in range(5)]
+    assert snap.left_out == 3
+
+
+def test_only_streams_in_scope_are_measured(any_redis, settings) -> None:
+    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "KEY_PATTERN": "app:*"}
+    any_redis.xadd(b"app:a", {b"a": b"1"})
+    any_redis.xadd(b"other", {b"a": b"1"})
+    assert [s.key for s in measure.snapshot().streams] == [b"app:a"]
+
+
+def round_trips(monkeypatch) -> list[int]:
+    """Every request the dashboard's clients send: one per command, one per pipeline."""
+    sent = [0]
+    original = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sent[0] += 1
+        return original(self, command, check_health)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+    return sent
+
+
+def fill(r: redis.Redis, streams: int) -> None:
+    r.flushall() if not isinstance(r, redis.RedisCluster) else r.flushall(
+        target_nodes=redis.RedisCluster.PRIMARIES)
+    for n in range(streams):
+        key = f"stream:{n}".encode()
+        r.xadd(key, {b"a": b"1"})
+        r.xgroup_create(key, b"g", id="0")
+
+
+def test_round_trips_do_not_grow_with_the_streams(any_redis, monkeypatch) -> None:
+    counts = []
+    for streams in (20, 200):
+        fill(any_redis, streams)
+        measure.snapshot()  # scripts loaded, connections made
+        sent = round_trips(monkeypatch)
+        snap = measure.snapshot()
+        monkeypatch.undo()
+        assert len(snap.streams) == streams and all(s.groups[0].lag == 1 for s in snap.streams)
+        counts.append(sent[0])
+    assert counts[0] == counts[1]
+    nodes = 3 if isinstance(any_redis, redis.RedisCluster) else 1
+    assert counts[1] <= 2 * nodes  # a SCAN and a pipeline per node

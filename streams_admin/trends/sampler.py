@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 LEASE = "sampler"
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 6  # intervals: a target back up is sampled again within a minute
 
 
 def _measure() -> Snapshot:
@@ -56,21 +56,27 @@ class Sampler:
         self.cache: dict[bytes, int] = {}  # Series digest -> id
         self.failures: dict[str, int] = {}  # target -> failures in a row
         self.retry_at: dict[str, float] = {}
-        self.holding = False
+        self.holding: bool | None = None  # None: not asked yet
 
     def renew(self, now: float) -> bool:
-        """Take or keep the lease; False: another live process holds it."""
-        if not SamplerLease.objects.filter(name=LEASE).exists():
+        """Take or keep the lease; False: another live process holds it. The UPDATE comes
+        first: in a transaction on SQLite, a read before the first write would make a busy
+        database fail at once ("database is locked") instead of waiting its turn."""
+        won = self._update(now)
+        if not won and not SamplerLease.objects.filter(name=LEASE).exists():
             # created by another process meanwhile: fine (a savepoint keeps the transaction)
             with contextlib.suppress(IntegrityError), transaction.atomic():
                 SamplerLease.objects.create(name=LEASE)
-        won = SamplerLease.objects.filter(name=LEASE).filter(
-            Q(holder=self.holder) | Q(expires_at__lt=now)).update(
-            holder=self.holder, renewed_at=now, expires_at=now + 3 * self.interval)
-        if bool(won) != self.holding:
+            won = self._update(now)
+        if won != self.holding:
             log.info("sampler %s: %s", self.holder, "sampling" if won else "standing by")
-        self.holding = bool(won)
-        return self.holding
+        self.holding = won
+        return won
+
+    def _update(self, now: float) -> bool:
+        return bool(SamplerLease.objects.filter(name=LEASE).filter(
+            Q(holder=self.holder) | Q(expires_at__lt=now)).update(
+            holder=self.holder, renewed_at=now, expires_at=now + 3 * self.interval))
 
     def release(self) -> None:
         SamplerLease.objects.filter(name=LEASE, holder=self.holder).update(expires_at=0.0)
@@ -100,7 +106,7 @@ class Sampler:
                 snap = self.measure()
         except Exception as exc:  # any failure of one target is that target's alone
             failures = self.failures[target.name] = self.failures.get(target.name, 0) + 1
-            backoff = min(self.interval * 2 ** (failures - 1), MAX_BACKOFF)
+            backoff = self.interval * min(2 ** (failures - 1), MAX_BACKOFF)
             self.retry_at[target.name] = time.time() + backoff - self.interval / 2
             log.warning("sampler: target %s failed (%s); next try in %.0f s", target.name,
                         exc, backoff)
@@ -131,7 +137,7 @@ class Sampler:
                     self.cycle(self._slot())
                     backoff = 0.0
                 except Exception:
-                    backoff = min(max(1.0, backoff * 2), MAX_BACKOFF)
+                    backoff = min(max(1.0, backoff * 2), MAX_BACKOFF * self.interval)
                     log.exception("sampler: cycle failed; again in %.0f s", backoff)
                     stop.wait(backoff)
         finally:

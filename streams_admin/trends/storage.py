@@ -104,10 +104,12 @@ def compact(now: float) -> int:
     if not batch:
         return 0
     with transaction.atomic():
+        # A write first: on SQLite a transaction that reads before it writes fails at once
+        # ("database is locked") when another writer is busy, instead of waiting its turn.
+        Series.objects.filter(id__in=batch).update(last_seen=int(now))
         periods = _periods(batch, cutoff)
         _save(periods, _existing(batch, periods))
         Sample.objects.filter(series_id__in=batch, t__lt=cutoff).delete()
-        Series.objects.filter(id__in=batch).update(last_seen=int(now))
     return len(batch)
 
 

@@ -41,7 +41,7 @@ def pack(times: list[int], columns: Columns) -> bytes:
     return zlib.compress(json.dumps(payload, separators=(",", ":")).encode("ascii"), 9)
 
 
-def unpack(data: bytes) -> tuple[list[int], Columns]:
+def unpack(data: bytes | memoryview) -> tuple[list[int], Columns]:
     payload = json.loads(zlib.decompress(bytes(data)))  # PostgreSQL hands back a memoryview
     times = [t for t in _sums(payload.pop("t")) if t is not None]
     return times, {name: _sums(deltas) for name, deltas in payload.items()}

@@ -31,7 +31,7 @@ class History:
     times: tuple[int, ...]  # epoch seconds, each bucket's start
     # A tuple per metric, aligned with times: length, added, in_rate; read, out_rate, lag,
     # time_lag_s, pending, oldest_pending_s, consumers, trimmed; idle_s, inactive_s; and
-    # worst_lag, worst_time_lag_s, worst_pending, worst_oldest_pending_s, worst_idle_s: the
+    # worst_lag, worst_time_lag_s, worst_oldest_pending_s: the
     # maximum within each bucket. None where nothing was sampled.
     values: dict[str, tuple[Value, ...]] = field(default_factory=dict)
 
@@ -64,20 +64,17 @@ def _points(digest: bytes, base: int, start: int, end: int) -> tuple[list[int], 
         return [], {}
     resolution = storage.MINUTE if base == storage.MINUTE else storage.RAW
     span = storage.HOUR if resolution == storage.MINUTE else storage.PERIOD
-    found: tuple[list[int], points.Columns] = ([], {})
     chunks = Chunk.objects.filter(series_id=series, resolution=resolution,
                                   start__gt=start - span, start__lte=end).order_by("start")
-    for data in chunks.values_list("data", flat=True):
-        found = points.merge(found, points.unpack(data))
+    found = [points.unpack(data) for data in chunks.values_list("data", flat=True)]
     rows = Sample.objects.filter(series_id=series, t__gte=start, t__lte=end).values_list(
         "t", *storage.COLUMNS)
     recent = {t: dict(zip(storage.COLUMNS, v, strict=True)) for t, *v in rows}
     if recent:
         fresh = points.from_rows(recent)
         # minute chunks carry NAME_max columns: the fresh samples must too
-        found = points.merge(found, points.downsample(*fresh, base)
-                             if resolution == storage.MINUTE else fresh)
-    return found
+        found.append(points.downsample(*fresh, base) if resolution == storage.MINUTE else fresh)
+    return points.merge(*found)
 
 
 def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A002

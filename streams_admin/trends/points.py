@@ -15,7 +15,7 @@ Columns = dict[str, list[int | None]]
 
 # Gauges whose worst value within a bucket matters as much as its last: a lag spike that
 # cleared before the minute ended must still show on a 7-day chart.
-WORST = ("lag", "time_lag_ms", "pending", "oldest_ms", "idle_ms")
+WORST = ("lag", "time_lag_ms", "oldest_ms")
 
 
 def _deltas(values: Iterable[int | None]) -> list[int | None]:
@@ -47,11 +47,10 @@ def unpack(data: bytes | memoryview) -> tuple[list[int], Columns]:
     return times, {name: _sums(deltas) for name, deltas in payload.items()}
 
 
-def merge(a: tuple[list[int], Columns], b: tuple[list[int], Columns]
-          ) -> tuple[list[int], Columns]:
-    """Both sets of points in time order; b's value wins where both have a time."""
+def merge(*sets: tuple[list[int], Columns]) -> tuple[list[int], Columns]:
+    """All sets of points in time order; a later set's value wins where two have a time."""
     rows: dict[int, dict[str, int | None]] = {}
-    for times, columns in (a, b):
+    for times, columns in sets:
         for i, t in enumerate(times):
             rows.setdefault(t, {}).update({name: values[i] for name, values in columns.items()})
     return from_rows(rows)

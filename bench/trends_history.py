@@ -41,6 +41,7 @@ from streams_admin.trends.models import Chunk, Sample, Series  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 
 INTERVAL = 10
+SMOOTH = False  # --smooth: random walks instead of independent random values
 TRIPS = [0]
 
 
@@ -99,10 +100,16 @@ def random_points(start: int, count: int, step: int, kind: str) -> tuple[list[in
     total = random.randrange(10**9)
     counter = []
     for _ in times:
-        total += random.randrange(step * 20)
+        total += step * 10 + (random.randrange(-3, 4) if SMOOTH else random.randrange(step * 10))
         counter.append(total)
 
     def gauge(high: int) -> list[int | None]:
+        if SMOOTH:  # a random walk: what a lag or a queue does from one point to the next
+            value, walk = random.randrange(high), []
+            for _ in times:
+                value = max(0, value + random.randrange(-5, 6))
+                walk.append(value)
+            return walk  # type: ignore[return-value]
         return [random.randrange(high) for _ in times]
 
     if kind == Series.STREAM:
@@ -147,7 +154,8 @@ def storage_size(groups: int) -> None:
     connection.close()
     size = DB.stat().st_size
     per_day = size / groups / 7
-    print(f"storage, {groups} groups (+ stream + 1 consumer each) x 7 days, random values:")
+    values = "random walks" if SMOOTH else "independent random values (the worst case)"
+    print(f"storage, {groups} groups (+ stream + 1 consumer each) x 7 days, {values}:")
     print(f"  SQLite file: {size / 1e6:.0f} MB (budget 500 MB for 1,000 groups);"
           f" {per_day / 1000:.1f} kB per group per day; "
           f"{Chunk.objects.count()} chunk rows")
@@ -172,9 +180,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--groups", type=int, default=1000)
+    parser.add_argument("--smooth", action="store_true")
+    parser.add_argument("--skip-cycles", action="store_true")
     args = parser.parse_args()
+    global SMOOTH
+    SMOOTH = args.smooth
     call_command("migrate", verbosity=0)
-    cycles(args.streams)
+    if not args.skip_cycles:
+        cycles(args.streams)
     Sample.objects.all().delete()
     Chunk.objects.all().delete()
     Series.objects.all().delete()

@@ -154,6 +154,11 @@ STREAMS_ADMIN = {
     "READ_ONLY": env_bool("STREAMS_ADMIN_READ_ONLY", False),
     "BUS_PREFIX": os.environ.get("BUS_PREFIX", "agent:stream:"),
     "OVERVIEW_FRESHNESS": float(os.environ.get("STREAMS_ADMIN_OVERVIEW_FRESHNESS", "2")),
+    # GET /metrics (README "Prometheus"): a Bearer token, or addresses allowed without it.
+    "METRICS_TOKEN": os.environ.get("STREAMS_ADMIN_METRICS_TOKEN", ""),
+    "METRICS_ALLOW": os.environ.get("STREAMS_ADMIN_METRICS_ALLOW", ""),
+    "METRICS_CONSUMERS": env_bool("STREAMS_ADMIN_METRICS_CONSUMERS", True),
+    "METRICS_MAX_STREAMS": int(os.environ.get("STREAMS_ADMIN_METRICS_MAX_STREAMS", "1000")),
 }
 
 LOGGING = {

@@ -2,6 +2,7 @@ from django.urls import path, register_converter
 
 from streams_admin import actions, confirm, views
 from streams_admin.names import NameConverter
+from streams_admin.trends import exporter
 
 register_converter(NameConverter, "name")
 
@@ -15,6 +16,7 @@ urlpatterns = [
     path("dead-letters/", views.dead_letters, name="dead-letters"),
     path("audit/", views.audit, name="audit"),
     path("targets/", views.targets_page, name="targets"),
+    path("metrics", exporter.metrics, name="metrics"),  # Prometheus: README "Prometheus"
     path(stream, views.stream, name="stream"),
     path(stream + "tail/", views.tail, name="tail"),
     path(stream + "entries/<str:entry_id>/", views.entry, name="entry"),

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 from redis.connection import Connection
 
+from streams_admin.bus import EventBus
 from streams_admin.trends import measure
 from streams_admin.trends.measure import Snapshot
+from tests.bus.conftest import FAST, consuming, wait_for
+
+STREAM = "agent:stream:job.run"
+
+
+IDLE = 1500  # ms: wide, so a busy machine does not make the fresh consumer look idle
 
 
 @pytest.fixture
 def threshold(settings) -> int:
-    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "IDLE_THRESHOLD_MS": 100}
-    return 100
+    settings.STREAMS_ADMIN = {**settings.STREAMS_ADMIN, "IDLE_THRESHOLD_MS": IDLE}
+    return IDLE
 
 
 def only(snap: Snapshot, key: bytes) -> measure.StreamSample:
@@ -40,6 +49,21 @@ def test_time_lag_and_oldest_pending_age_match_the_entries_ids(any_redis) -> Non
     assert (stream.length, stream.entries_added, stream.last_id) == (3, 3, ids[2])
     assert (group.lag, group.entries_read, group.pending, group.trimmed_unread) == (2, 1, 1, 0)
     assert [(c.name, c.pending) for c in group.consumers] == [(b"c1", 1)]
+    version = tuple(int(p) for p in any_redis.info("server")["redis_version"].split(".")[:2]) \
+        if not isinstance(any_redis, redis.RedisCluster) else (7, 0)
+    assert (group.consumers[0].inactive_ms is None) == (version < (7, 2))
+
+
+def test_a_group_at_the_largest_id_does_not_break_the_snapshot(any_redis) -> None:
+    top = "18446744073709551615-18446744073709551615"
+    any_redis.xadd(b"s", {b"a": b"1"}, id="5-0")
+    any_redis.xgroup_create(b"s", b"at-the-end", id=top)
+    any_redis.xgroup_create(b"s", b"new", id="0")
+    any_redis.xadd(b"t", {b"a": b"1"})
+    snap = measure.snapshot()
+    groups = {g.name: g for g in only(snap, b"s").groups}
+    assert groups[b"at-the-end"].time_lag_s == 0 and groups[b"new"].lag == 1
+    assert [s.key for s in snap.streams] == [b"s", b"t"]
 
 
 def test_a_caught_up_group_has_no_time_lag_and_nothing_pending(any_redis) -> None:
@@ -71,7 +95,7 @@ def test_a_consumer_idle_while_its_group_lags_is_stalled_even_holding_nothing(
     any_redis.xgroup_create(b"s", b"caught-up", id="$")
     for group in (b"lagging", b"caught-up"):
         any_redis.xgroup_createconsumer(b"s", group, b"idle-one")
-    time.sleep(0.3)
+    time.sleep(threshold / 1000 + 0.3)
     any_redis.xgroup_createconsumer(b"s", b"lagging", b"fresh")
     groups = {g.name: g for g in only(measure.snapshot(), b"s").groups}
     assert groups[b"lagging"].stalled == (b"idle-one",)
@@ -133,3 +157,32 @@ def test_round_trips_do_not_grow_with_the_streams(any_redis, monkeypatch) -> Non
     assert counts[0] == counts[1]
     nodes = 3 if isinstance(any_redis, redis.RedisCluster) else 1
     assert counts[1] <= 2 * nodes  # a SCAN and a pipeline per node
+
+
+async def test_a_real_bus_consumer_lag_and_time_lag_rise_while_stopped_and_fall_after(
+        r: redis.Redis, redis_server) -> None:
+    bus = EventBus(redis_server.url, registry=CollectorRegistry(), **FAST)
+    handled: list[dict] = []
+
+    @bus.subscribe("job.run")
+    async def handle(data: dict) -> None:
+        handled.append(data)
+
+    try:
+        async with consuming(bus, "workers", "w1"):  # the group exists from here on
+            await wait_for(lambda: r.exists(STREAM) and r.xinfo_groups(STREAM), what="group")
+        ids = [await bus.publish("job.run", {"n": n}) for n in range(5)]
+        await asyncio.sleep(1.2)
+        group = only(measure.snapshot(), STREAM.encode()).groups[0]
+        first_ms = int(r.xrange(STREAM, count=1)[0][0].split(b"-")[0])
+        assert len(ids) == 5 and group.lag == 5 and group.pending == 0
+        assert group.time_lag_s == pytest.approx(time.time() - first_ms / 1000, abs=1.0)
+        assert group.time_lag_s >= 1.0
+        async with consuming(bus, "workers", "w1"):
+            await wait_for(lambda: len(handled) == 5 and r.xpending(STREAM, "workers")[
+                "pending"] == 0, what="all handled and acked")
+            group = only(measure.snapshot(), STREAM.encode()).groups[0]
+        assert (group.lag, group.time_lag_s, group.pending, group.oldest_pending_s) == (
+            0, 0, 0, None)
+    finally:
+        await bus.aclose()

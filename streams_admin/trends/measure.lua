@@ -40,15 +40,19 @@ local function consumers(key, g, undelivered)
   end
   return rows
 end
+local function after(key, id, count)
+  -- A group set to the largest ID has nothing after it: "(" of it is an error, not a range.
+  local ok, rest = pcall(redis.call, "XRANGE", key, "(" .. id, "+", "COUNT", count)
+  if ok then return rest else return {} end
+end
 local function group(key, g)
-  local after = "(" .. g["last-delivered-id"]
   local counted = false
   local first = false
   if g["lag"] then
-    local next_one = redis.call("XRANGE", key, after, "+", "COUNT", 1)
+    local next_one = after(key, g["last-delivered-id"], 1)
     if next_one[1] then first = next_one[1][1] end
   else -- no lag from Redis: counted here, up to the limit, as the pages do
-    local rest = redis.call("XRANGE", key, after, "+", "COUNT", count_limit)
+    local rest = after(key, g["last-delivered-id"], count_limit)
     counted = #rest
     if rest[1] then first = rest[1][1] end
   end

@@ -5,9 +5,10 @@ after 7 days: 6 h of raw points, 7 days of minute points, 10 minutes of unpacked
 
     .venv/bin/python bench/trends_history.py --streams 1000 --groups 1000
 
-Separate from bench/trends.py (t-measure's scrape bench) because that was not merged yet.
+bench/trends.py runs it after its scrape figures (a process of its own: the SQLite file is
+chosen before Django starts).
 The stored values are random (lag, ages, rates): the worst case for packing, real series
-are smoother and smaller.
+are smoother and smaller (--smooth: random walks).
 """
 
 from __future__ import annotations

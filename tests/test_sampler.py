@@ -170,3 +170,20 @@ def add_backlog(client: redis.Redis) -> None:
     client.xgroup_create(b"orders", b"billing", id="0", mkstream=True)
     for i in range(7):
         client.xadd(b"orders", {b"i": str(i).encode()})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_target_down_leaves_the_others_sampled(r, redis_server, settings, tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text(f'[targets.up]\nurl = "{redis_server.url}"\n'
+                    '[targets.down]\nurl = "redis://127.0.0.1:1/0"\n')
+    settings.STREAMS_ADMIN_TARGETS = str(path)
+    r.xadd(b"orders", {b"f": b"v"})
+    t0 = int(time.time()) // 10 * 10
+    assert sampler.Sampler(10).cycle(t0)
+    states = {s.target: s for s in sampler.state().targets}
+    assert states["up"].last_success and not states["up"].failing and states["up"].streams == 1
+    assert states["down"].failing and states["down"].last_success is None
+    found = history.history("up", b"orders", range="15m", now=t0)
+    assert found.values["length"][-1] == 1
+    assert history.history("down", b"orders", range="15m", now=t0).values == {}

@@ -3,7 +3,8 @@
 - A `/metrics` scrape over 1,000 streams x 1 group vs the overview page over the same
   streams: time ratio, Redis commands, round trips per scrape (they must not grow with the
   streams: 1,000 and 100 streams compare), series and bytes.
-- (The sampling cycle and storage figures go beside them: bench functions of their own.)
+- The history: a sampling cycle over 1,000 streams (round trips, CPU per interval) and the
+  SQLite file of 1,000 groups over 7 days (bench/trends_history.py, run after the above).
 
 Requests go through Django's test client against a private redis-server; commands come from
 `INFO commandstats` deltas and round trips from counting redis-py's socket writes (bench/
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -151,10 +153,21 @@ def table(title: str, samples: dict[str, list[Sample]]) -> None:
               f"{first.commands.total():9,} {first.round_trips:6} {first.rows:6,}")
 
 
+def history_figures(groups: int) -> None:
+    """The sampling cycle and the storage of the history: bench/trends_history.py, in a process
+    of its own (its SQLite file is chosen before Django starts)."""
+    print(flush=True)
+    subprocess.run([sys.executable, str(ROOT / "bench" / "trends_history.py"),
+                    "--groups", str(groups)], check=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--history-groups", type=int, default=1000,
+                        help="groups of the history's storage figure (0: no history figures)")
+    args = parser.parse_args()
+    rounds = args.rounds
     server = RedisServer().start()
     try:
         for db, count in ((DB_1000, 1000), (DB_100, 100)):
@@ -172,6 +185,8 @@ def main() -> int:
         print(f"\ntotal {time.perf_counter() - started:.0f}s")
     finally:
         server.stop()
+    if args.history_groups:
+        history_figures(args.history_groups)
     for failure in failures:
         print("FAIL:", failure)
     return 1 if failures else 0

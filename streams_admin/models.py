@@ -42,3 +42,13 @@ class AuditEntry(models.Model):
     @property
     def key_bytes(self) -> bytes:
         return bytes(self.key)  # PostgreSQL hands back a memoryview
+
+
+# The history's models live beside their code; Django finds them through this module.
+from streams_admin.trends.models import (  # noqa: E402,F401
+    Chunk,
+    Sample,
+    SamplerLease,
+    SamplerStatus,
+    Series,
+)

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import redis
 
+from streams_admin.redis import server_from_info
 from streams_admin.trends import history, sampler
 from streams_admin.trends.models import Sample, SamplerLease
 from tests.bus.test_worker import STREAM, publish, spawn
@@ -62,7 +63,10 @@ def test_lag_rises_while_the_worker_is_stopped_and_falls_when_it_runs(r, redis_s
     found = history.history("default", STREAM.encode(), group, range="15m", now=t0 + 40)
     assert found.values["lag"][-5:] == (5, 10, 15, 20, 0)
     assert found.values["time_lag_s"][-1] == 0 and found.values["time_lag_s"][-2] > 0
-    assert found.values["out_rate"][-1] == 2.0  # 20 entries in 10 s
+    if server_from_info(r.info()).has_lag:
+        assert found.values["out_rate"][-1] == 2.0  # 20 entries in 10 s
+    else:  # Redis 6.2 reports no entries-read: no out-rate, rather than a wrong one
+        assert "out_rate" not in found.values
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,7 +28,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,8 +43,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.dashboard_client import http_login  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from bench.dashboard_client import http_login, start_daphne  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 USERNAME, PASSWORD = "bench", "bench-hardening-password"
 BIG, GROUP = "bench:big", "workers"
@@ -95,24 +94,6 @@ def seed_big(r: redis.Redis, entries: int) -> None:
     r.xgroup_create(BIG, "late", id="0")
 
 
-def start_daphne(env: dict[str, str], tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    out = (tmp / "daphne.log").open("wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-v", "0", "-b", "127.0.0.1",
-         "-p", str(port), "dashboard.asgi:application"],
-        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited: {(tmp / 'daphne.log').read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("daphne did not answer") from None
-            time.sleep(0.05)
 
 
 def login(base: str) -> tuple[Any, str]:
@@ -373,7 +354,7 @@ def main() -> int:
         for command in (("migrate", "--noinput"), ("ensure_login",)):
             subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env,
                            check=True, capture_output=True, timeout=120)
-        daphne, port = start_daphne(env, tmp)
+        daphne, port = start_daphne(env, tmp / "daphne.log")
         _, cookie = login(f"http://127.0.0.1:{port}")
         failures = throughput(port, daphne.pid, cookie, args)
         log("seeding 1,000,000 entries")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from bench.dashboard_client import http_login  # noqa: E402
-from tests.redis_server import RedisServer, free_port  # noqa: E402
+from bench.dashboard_client import http_login, start_daphne  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 USERNAME, PASSWORD = "bench", "bench-targets-pw"
 PROBE = "bench-probe"
@@ -62,24 +61,6 @@ def counts(probes: dict[str, redis.Redis], start: dict[str, int]) -> dict[str, t
     return out
 
 
-def start_daphne(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-v", "0", "-b", "127.0.0.1",
-             "-p", str(port), "dashboard.asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited: {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not answer: {log.read_text()}") from None
-            time.sleep(0.05)
 
 
 def view(opener: Any, base: str, i: int) -> None:

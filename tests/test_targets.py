@@ -181,7 +181,6 @@ def test_each_target_has_its_own_key_pattern(two, client, django_user_model) -> 
 @pytest.mark.django_db
 def test_a_down_target_gives_its_own_pages_the_banner_only(two, r, client, django_user_model,
                                                            settings) -> None:
-    r, _ = two
     operator(client, django_user_model)
     down = client.get("/t/down/streams/orders/")
     assert down.status_code == 503

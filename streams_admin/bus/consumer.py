@@ -85,6 +85,12 @@ class Consumer:
                 await self._back_off(error)
         except TRANSIENT as error:  # standalone: Redis away; a cluster: also a failover
             await self._back_off(error)
+        except Exception as error:  # noqa: BLE001 - supervised: the loop never just ends
+            # Seen: a write on a connection a failover has just closed raises TypeError from
+            # asyncio (cpython#136234) through redis-py's cluster client. Whatever it is,
+            # ending here would strand every entry still to come.
+            log.exception("consumer %s: unexpected error", self.name)
+            await self._back_off(error)
 
     async def _back_off(self, error: Exception) -> None:
         delay = min(self.config.backoff_s * 2 ** self._failures, self.config.backoff_max_s)

@@ -103,13 +103,15 @@ def _name(command: tuple[str, ...]) -> str:
     return " ".join(command[:2]) if command[0] == "XGROUP" else command[0]
 
 
-def learn(action: str, key: bytes | None, message: str) -> None:
-    """A NOPERM answer Redis gave the action: shown disabled from now on, for a while."""
-    if "NOPERM" in message or "no permissions" in message:
-        key = key or conf.get("BUS_PREFIX").encode()
-        command = _name(COMMANDS.get(action, ((action.upper(),),))[0])
-        _answers[(conf.redis_url(), user(), action, key)] = (time.monotonic() + ACL_TTL,
-                                                             command)
+def learn(action: str, key: bytes | None, message: str) -> str:
+    """A NOPERM answer Redis gave the action: shown disabled from now on, for a while.
+    Returns what to tell the user instead of Redis's sentence ("" when not a NOPERM)."""
+    if "NOPERM" not in message and "no permissions" not in message:
+        return ""
+    key = key or conf.get("BUS_PREFIX").encode()
+    command = _name(COMMANDS.get(action, ((action.upper(),),))[0])
+    _answers[(conf.redis_url(), user(), action, key)] = (time.monotonic() + ACL_TTL, command)
+    return reason(command)
 
 
 class Refusals(Mapping[str, str]):

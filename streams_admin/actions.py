@@ -7,6 +7,7 @@ first show (GET) what will happen and ask for the typed name.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from functools import wraps
@@ -70,8 +71,8 @@ def action(name: str, permission: str) -> Callable[..., Callable[..., HttpRespon
                 outcome = Outcome(False, str(exc))
             if isinstance(outcome, HttpResponse):  # the view answered itself (a form again)
                 return outcome
-            if not outcome.ok:
-                acl.learn(name, kwargs.get("key"), outcome.message)
+            if not outcome.ok and (why := acl.learn(name, kwargs.get("key"), outcome.message)):
+                outcome = dataclasses.replace(outcome, message=why)  # the audit keeps Redis's
             return respond(request, outcome, kwargs)
 
         return screen(require_POST(wrapper))

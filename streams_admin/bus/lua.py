@@ -5,10 +5,10 @@ trip each time), a cluster pipeline refuses it, and it is bound to one client. H
 is its source and SHA; each call names its client, plain or cluster, sync or asyncio.
 
 A server may lack a script it had: SCRIPT FLUSH, a restart, a cluster failover (the new
-primary never saw it: replicas get no scripts). NOSCRIPT means the script did not run, so
-it is loaded (on a cluster, on every primary) and the call sent once more -- a pipeline's
-NOSCRIPT calls too, in one more round trip. Lives in the bus (Django-free); the dashboard
-imports it, as it does wire.py.
+primary may never have seen it: from Redis 7.0 replicas get no scripts). NOSCRIPT means the
+script did not run, so it is loaded (on a cluster, on every primary) and the call sent once
+more -- a pipeline's NOSCRIPT calls too, in one more round trip. Lives in the bus
+(Django-free); the dashboard imports it, as it does wire.py.
 """
 
 from __future__ import annotations

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from tests.redis_server import free_port
+from tests import daphne
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,20 +67,6 @@ def http_login(base: str, username: str, password: str) -> tuple[Any, str]:
 
 def start_daphne(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
     """Daphne serving the dashboard with env on a free port, its output in log: (it, port)."""
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-v", "0", "-b", "127.0.0.1",
-             "-p", str(port), "dashboard.asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited: {log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, port
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not answer: {log.read_text()}") from None
-            time.sleep(0.05)
+    process, port = daphne.spawn(env, log)
+    daphne.wait_for(process, port, log, timeout=30)
+    return process, port

@@ -13,10 +13,6 @@ import asyncio
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,9 +35,10 @@ import redis
 from django.urls import reverse
 from websockets.asyncio.client import connect
 
+from tests import daphne
 from tests.cluster_server import RedisCluster
 from tests.html import table
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 USERNAME, PASSWORD = "admin", "two-daphne-password"
@@ -55,43 +52,6 @@ class Pair:
     a: str  # base URL of process A
     b: str  # ... and of process B
     redis: redis.Redis | redis.RedisCluster
-
-
-def _manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=120)
-
-
-def _spawn(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-             "dashboard.asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return process, port
-
-
-def _wait_for(process: subprocess.Popen[bytes], port: int, log: Path) -> str:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"daphne did not answer on port {port}:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -142,17 +102,17 @@ def daphnes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
            # before a change made through the other would show it here, whatever the timing.
            "STREAMS_ADMIN_OVERVIEW_FRESHNESS": "600"}
     env.pop("DEBUG", None)
-    _manage(env, "migrate", "--noinput")
-    _manage(env, "ensure_login")
+    daphne.manage(env, "migrate", "--noinput")
+    daphne.manage(env, "ensure_login")
     logs = [tmp / "a.log", tmp / "b.log"]
-    started = [_spawn(env, log) for log in logs]  # both at once: each takes seconds to start
+    started = [daphne.spawn(env, log) for log in logs]  # both at once: seconds each to start
     try:
-        a, b = (_wait_for(process, port, log)
+        a, b = (daphne.wait_for(process, port, log)
                 for (process, port), log in zip(started, logs, strict=True))
         yield a, b, redis_url
     finally:
         for process, _ in started:
-            _stop(process)
+            daphne.stop(process)
 
 
 @pytest.fixture

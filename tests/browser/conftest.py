@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.redis_server import RedisServer, free_port
+from tests import daphne
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -29,24 +26,6 @@ class Dashboard:
     url: str
     username: str
     password: str
-
-
-def _manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                   capture_output=True, timeout=60)
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"daphne did not answer on port {port}:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
@@ -69,26 +48,14 @@ def serve(redis_url: str, tmp: Path) -> Iterator[Dashboard]:
            # (requests at the same moment still share one computation).
            "STREAMS_ADMIN_OVERVIEW_FRESHNESS": "0"}
     env.pop("DEBUG", None)
-    _manage(env, "migrate", "--noinput")
-    _manage(env, "ensure_login")
-    port = free_port()
+    daphne.manage(env, "migrate", "--noinput")
+    daphne.manage(env, "ensure_login")
     log = tmp / "daphne.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-             "dashboard.asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    process, port = daphne.spawn(env, log)
     try:
-        _wait_for_port(port, process, log)
-        yield Dashboard(f"http://127.0.0.1:{port}", USERNAME, PASSWORD)
+        yield Dashboard(daphne.wait_for(process, port, log), USERNAME, PASSWORD)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        daphne.stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -72,8 +72,10 @@ def test_a_stopped_worker_falls_behind_and_stalls_then_a_running_one_catches_up(
             "entries not yet delivered"
         assert f"while the group has {told}" in whole
         assert "falling behind +3/s" in group_page
-        consumer = next(c for c in table(group_page) if c[0].startswith(dead.decode()))
-        assert "stalled idle" in consumer[0] and "while the group has 24 undelivered" in consumer[0]
+        rows = table(group_page)  # the consumer's row, and its note under it
+        below = rows[[row[0] for row in rows].index(dead.decode()) + 1]
+        assert len(below) == 1
+        assert re.fullmatch(r"stalled idle \d+s while the group has 24 undelivered", below[0])
 
         publish(r, 150, 0.3)  # a backlog a worker takes ~11 s for, 4 at a time
         spawn(workers, redis_server.url)

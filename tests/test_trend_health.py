@@ -33,12 +33,13 @@ def test_rising_lag_is_falling_behind_and_falling_lag_catching_up_with_time_to_d
     rising = trend(T0 + 95)
     assert rising.state == health.FALLING_BEHIND and rising.label == "falling behind +2/s"
     assert "least-squares fit of 10 samples over 1m 30s" in rising.detail
+    assert rising.short == "+2/s"  # an overview row on a small screen
     for i in range(10, 20):  # then 30 fewer every 10 s: 10 left at the last sample
         write(T0 + 10 * i, {GROUP: 280 - 30 * (i - 10) - 3})
     falling = trend(T0 + 195)  # the window's newer half turned: its line rules
     assert falling.state == health.CATCHING_UP and falling.lag == 7
     assert falling.per_second == pytest.approx(-3) and falling.points == 10
-    assert falling.label == "catching up, ≈ 2 s to drain"
+    assert falling.label == "catching up, ≈ 2 s to drain" and falling.short == "≈ 2 s"
     for i in range(20, 40):  # the backlog back, draining slowly: 3 a minute less each 10 s
         write(T0 + 10 * i, {GROUP: 1900 - 3 * (i - 20)})
     slow = trend(T0 + 395)

@@ -70,6 +70,15 @@ class Trend:
         return {CAUGHT_UP: "caught up", STEADY: "steady", UNKNOWN: "no trend yet"}[self.state]
 
     @property
+    def short(self) -> str:
+        """The label for a phone's overview row: the figure without the words."""
+        if self.state == FALLING_BEHIND:
+            return rate(self.per_second)
+        if self.state == CATCHING_UP:
+            return f"≈ {drain(self.drain_s or 0)}"
+        return "–" if self.state == UNKNOWN else self.label
+
+    @property
     def detail(self) -> str:
         """What the verdict rests on, for a tooltip."""
         if self.state == UNKNOWN:

@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_MINUTE_KEEP": 7 * 86400,
     "HISTORY_MAX_STREAMS": 10_000,  # streams sampled per target; the status says how many not
     "HISTORY_MAX_POINTS": 2000,  # points per series a chart gets, whatever the range
+    # Trend health (trends/health.py): a group's lag slope over the samples of this many
+    # seconds: 30 samples at the default interval, so a worker restart shows within minutes.
+    "TREND_WINDOW": 300,
 }
 
 

@@ -23,7 +23,17 @@ from streams_admin.flight import SingleFlight
 from streams_admin.models import AuditEntry
 from streams_admin.redis import REDIRECTS, Server, by_node, client, node_name, refresh_slots
 from streams_admin.redis import server as read_server
-from streams_admin.streams import StreamInfo, count_lags, group_from, scan_streams, stream_infos
+from streams_admin.streams import (
+    Group,
+    StreamInfo,
+    count_lags,
+    group_from,
+    scan_streams,
+    stalled,
+    stalled_detail,
+    stream_infos,
+)
+from streams_admin.trends import health as trend_health
 from streams_admin.values import human_duration, text_id
 
 SORTS: dict[str, Callable[[StreamInfo], Any]] = {
@@ -40,7 +50,7 @@ SORTS: dict[str, Callable[[StreamInfo], Any]] = {
 class Problem:
     """One line of the health summary, linking to where it can be seen."""
 
-    kind: str  # "lag", "idle" or "poison"
+    kind: str  # "lag", "idle", "stalled" or "poison"
     key: bytes
     group: bytes
     consumer: bytes | None
@@ -72,6 +82,10 @@ class Overview:
     @property
     def poison(self) -> tuple[Problem, ...]:
         return self.of_kind("poison")
+
+    @property
+    def stalled(self) -> tuple[Problem, ...]:
+        return self.of_kind("stalled")
 
 
 SCRIPT = Lua.file(__file__, "summaries.lua")
@@ -134,9 +148,10 @@ def _summary(key: bytes, row: list, server: Server) -> StreamInfo:
     return StreamInfo(
         key=key, length=length, first_id=first_id, last_id=text_id(last or None),
         entries_added=None, max_deleted_entry_id=None, recorded_first_entry_id=None,
-        groups=tuple(group_from({"name": g[0], "consumers": g[1], "pending": g[2],
-                                 "last-delivered-id": g[3], "entries-read": g[4],
-                                 "lag": g[5]}, server, first_id, length)
+        groups=tuple(replace(group_from({"name": g[0], "consumers": g[1], "pending": g[2],
+                                         "last-delivered-id": g[3], "entries-read": g[4],
+                                         "lag": g[5]}, server, first_id, length),
+                             undelivered=None if g[6] is None else bool(g[6]))
                      for g in groups),
     )
 
@@ -169,6 +184,7 @@ class Snapshot:
     overview: Overview
     server: Server
     taken: datetime  # when Redis was asked: the page says "as of"
+    health: dict[bytes, trend_health.RowHealth]  # each row's: from the history, stalled
 
 
 _flights = SingleFlight()
@@ -183,8 +199,9 @@ def shared_overview(*, query: str = "", sort: str = "name", desc: bool = False,
 
     def compute() -> Snapshot:
         server = read_server()
-        return Snapshot(overview(server, query=query, sort=sort, desc=desc, page=page),
-                        server, datetime.now(UTC))
+        found = overview(server, query=query, sort=sort, desc=desc, page=page)
+        return Snapshot(found, server, datetime.now(UTC),
+                        trend_health.for_overview(targets.current_name(), found))
 
     return _flights.run(key, conf.get("OVERVIEW_FRESHNESS"), compute)
 
@@ -203,7 +220,9 @@ def last_change() -> int:
 
 
 def health(infos: list[StreamInfo]) -> list[Problem]:
-    """Lagging groups, idle consumers holding entries, entries delivered too often."""
+    """Lagging groups, idle consumers holding entries, stalled consumers (streams.stalled),
+    entries delivered too often: the consumers of the groups that hold or wait for entries
+    (bounded by MAX_CONSUMERS) in one pipeline, with the oldest pending entries."""
     lag_limit = conf.get("LAG_THRESHOLD")
     problems = [
         Problem("lag", s.key, g.name, None, f"{g.lag:,} entries not yet delivered")
@@ -211,19 +230,24 @@ def health(infos: list[StreamInfo]) -> list[Problem]:
         for g in s.groups
         if g.lag is not None and g.lag > lag_limit
     ]
-    held = [(s.key, g) for s in infos for g in s.groups if g.pending]
-    if not held:
+    asked = [(s.key, g) for s in infos for g in s.groups
+             if g.pending or (g.consumers and g.has_undelivered)]
+    if not asked:
         return problems
     pipe = client().pipeline(transaction=False)
-    for key, g in held:
-        pipe.xpending_range(key, g.name, "-", "+", conf.get("HEALTH_PENDING_SAMPLE"))
+    for key, g in asked:
+        if g.pending:
+            pipe.xpending_range(key, g.name, "-", "+", conf.get("HEALTH_PENDING_SAMPLE"))
+        else:
+            pipe.echo(b"")  # keeps replies in pairs
         if g.consumers <= conf.get("MAX_CONSUMERS"):
             pipe.xinfo_consumers(key, g.name)
         else:
-            pipe.echo(b"")  # keeps replies in pairs
+            pipe.echo(b"")
     replies = pipe.execute(raise_on_error=False)
-    for (key, g), oldest, consumers in zip(held, replies[::2], replies[1::2], strict=True):
-        problems += _idle(key, g.name, consumers) + _poison(key, g.name, oldest)
+    for (key, g), oldest, consumers in zip(asked, replies[::2], replies[1::2], strict=True):
+        problems += _idle(key, g.name, consumers) + _stalled(key, g, consumers) \
+            + _poison(key, g.name, oldest)
     return problems
 
 
@@ -237,6 +261,13 @@ def _idle(key: bytes, group: bytes, consumers: Any) -> list[Problem]:
         for c in consumers
         if c["pending"] and c["idle"] > limit
     ]
+
+
+def _stalled(key: bytes, group: Group, consumers: Any) -> list[Problem]:
+    if not isinstance(consumers, list):
+        return []
+    return [Problem("stalled", key, group.name, c["name"], stalled_detail(c["idle"], group))
+            for c in consumers if stalled(c["idle"], group.has_undelivered)]
 
 
 def _poison(key: bytes, group: bytes, oldest: Any) -> list[Problem]:

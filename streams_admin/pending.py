@@ -9,7 +9,7 @@ from typing import Any
 from streams_admin import conf
 from streams_admin.bus.lua import Lua
 from streams_admin.redis import client
-from streams_admin.streams import Group, StreamInfo
+from streams_admin.streams import Group, StreamInfo, stalled, stalled_detail
 from streams_admin.values import id_key, id_time, text_id
 
 EXISTS = Lua.file(__file__, "exists.lua")  # which of these IDs still have an entry
@@ -21,6 +21,7 @@ class Consumer:
     pending: int
     idle_ms: int
     inactive_ms: int | None  # Redis 7.2+: since its last successful read; -1 never read
+    stalled: str = ""  # streams.stalled: "idle 12m while the group has 340 undelivered"
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,14 @@ class GroupDetail:
     consumers: tuple[Consumer, ...] | None  # None: too many to list (XINFO CONSUMERS has no COUNT)
 
 
-def _consumer(raw: dict) -> Consumer:
+def _consumer(raw: dict, group: Group) -> Consumer:
+    idle = int(raw["idle"])
     return Consumer(
         name=raw["name"],
         pending=int(raw["pending"]),
-        idle_ms=int(raw["idle"]),
+        idle_ms=idle,
         inactive_ms=raw.get("inactive"),
+        stalled=stalled_detail(idle, group) if stalled(idle, group.has_undelivered) else "",
     )
 
 
@@ -87,7 +90,7 @@ def group_detail(stream: StreamInfo, group: Group) -> GroupDetail:
         max_id=text_id(summary["max"]),
         by_consumer=tuple((c["name"], int(c["pending"])) for c in summary["consumers"] or ()),
     )
-    listing = tuple(_consumer(c) for c in consumers[0]) if listed else None
+    listing = tuple(_consumer(c, group) for c in consumers[0]) if listed else None
     return GroupDetail(group=group, summary=pending, consumers=listing)
 
 

@@ -25,7 +25,15 @@ from streams_admin.rows import (  # noqa: F401 (pages of entries: the read model
     entries_page,
     search_page,
 )
-from streams_admin.values import Entry, Value, id_key, id_time, parse_entry, text_id
+from streams_admin.values import (
+    Entry,
+    Value,
+    human_duration,
+    id_key,
+    id_time,
+    parse_entry,
+    text_id,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio.client import Pipeline as AsyncPipeline
@@ -55,10 +63,34 @@ class Group:
     lag_note: str  # why lag is None
     trimmed_unread: int = 0  # entries trimmed away before this group read them: never delivered
     lag_counted: str = ""  # "" Redis's lag; "counted" by the dashboard; "at least" (count cut)
+    undelivered: bool | None = None  # the overview's probe, when lag is None; else not asked
 
     @property
     def last_delivered_time(self) -> datetime | None:
         return id_time(self.last_delivered_id)
+
+    @property
+    def has_undelivered(self) -> bool | None:
+        """Whether an entry waits that the group was not delivered: by its lag when known,
+        else by the overview's probe (None: not known)."""
+        return self.lag > 0 if self.lag is not None else self.undelivered
+
+
+def stalled(idle_ms: int, undelivered: bool | None) -> bool:
+    """The one rule for a stalled consumer (measure.py, the overview, the group page): idle
+    past IDLE_THRESHOLD_MS while its group has an entry not yet delivered, even holding
+    nothing. A live consumer asks for entries every few seconds (its idle resets on each
+    read), so one idle that long while work waits is not reading: dead, hung or removed."""
+    return bool(undelivered) and idle_ms > conf.get("IDLE_THRESHOLD_MS")
+
+
+def stalled_detail(idle_ms: int, group: Group) -> str:
+    """"idle 12m while the group has 340 undelivered", as the group page says it too."""
+    if group.lag is None:
+        waiting = "entries not yet delivered"
+    else:
+        waiting = f"{'≥ ' if group.lag_counted == 'at least' else ''}{group.lag:,} undelivered"
+    return f"idle {human_duration(idle_ms)} while the group has {waiting}"
 
 
 @dataclass(frozen=True)

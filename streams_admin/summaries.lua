@@ -2,10 +2,13 @@
 -- keys of many slots of this node (run with allow-cross-slot-keys).
 -- ARGV[1]: "1" to read each stream's last-generated-id too, else "0".
 -- Reply, for each key: {length, last-generated-id or false, {{name, consumers, pending,
--- last-delivered-id, entries-read or false, lag or false}, ...}, first entry ID or false (only
--- asked when there are groups: their lag needs it)}; false when the key is gone or no longer
--- a stream; "moved" on a cluster when this node does not hold it (any more: a resharding),
--- to be asked elsewhere. Read-only; one reply instead of two per stream.
+-- last-delivered-id, entries-read or false, lag or false, undelivered}, ...}, first entry ID or
+-- false (only asked when there are groups: their lag needs it)}. undelivered, only when Redis
+-- gives no lag (6.2, deletions past the group): 1 when an entry comes after the group's
+-- last-delivered ID, else 0 (a stalled consumer needs to know); false when the lag tells.
+-- A key's reply is false when it is gone or no longer a stream; "moved" on a cluster when
+-- this node does not hold it (any more: a resharding), to be asked elsewhere. Read-only;
+-- one reply instead of two per stream.
 local with_last = ARGV[1] == "1"
 local keys = KEYS
 if #KEYS == 0 then
@@ -34,8 +37,13 @@ for i, key in ipairs(keys) do
     for j, group in ipairs(groups) do
       local f = {}
       for k = 1, #group, 2 do f[group[k]] = group[k + 1] end
+      local undelivered = false
+      if not f["lag"] then
+        local after = redis.call("XRANGE", key, "(" .. f["last-delivered-id"], "+", "COUNT", 1)
+        undelivered = #after
+      end
       rows[j] = {f["name"], f["consumers"], f["pending"], f["last-delivered-id"],
-                 f["entries-read"] or false, f["lag"] or false}
+                 f["entries-read"] or false, f["lag"] or false, undelivered}
     end
     local first = false
     if #rows > 0 and length > 0 then

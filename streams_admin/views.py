@@ -28,6 +28,7 @@ from streams_admin.models import AuditEntry
 from streams_admin.operations import friendly, moves
 from streams_admin.operations.pending import dead_letter_key
 from streams_admin.target_status import statuses as target_statuses
+from streams_admin.trends import health as trend_health
 from streams_admin.values import id_parts
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ def overview(request: HtmxHttpRequest) -> HttpResponse:
                                             desc=q.get("desc") == "1", page=page)
     context = {"overview": shared.overview, "as_of": shared.taken, "q": q.get("q", ""),
                "sort": sort, "desc": q.get("desc") == "1", "server": shared.server,
-               "thresholds": _thresholds(), "freshness": conf.get("OVERVIEW_FRESHNESS")}
+               "thresholds": _thresholds(), "freshness": conf.get("OVERVIEW_FRESHNESS"),
+               "row_health": shared.health}
     return _render(request, "streams_admin/overview.html", "streams", context)
 
 
@@ -217,6 +219,7 @@ def group(request: HtmxHttpRequest, key: bytes, group: bytes) -> HttpResponse:
     context = {"stream": info, "detail": detail, "page": page, "consumer": consumer,
                "idle": q.get("idle", ""), "size": size, "sizes": conf.get("PAGE_SIZES"),
                "error": error, "server": server, "thresholds": _thresholds(),
+               "trend": trend_health.trend(targets.current_name(), key, group),
                # By the dead-letter stream named after this stream (one event type per
                # stream, the bus's way): "" on a standalone server, where it is one script.
                "dead_letter_move": moves.how(key, [dead_letter_key(key, {})])}

@@ -108,3 +108,9 @@ def refused(context: template.Context, action: str) -> str:
     """` disabled title="why"` on an action's button or link when the Redis ACL forbids it."""
     why = (context.get("acl") or {}).get(action, "")
     return format_html(' disabled aria-disabled="true" title="{}"', why) if why else ""
+
+
+@register.inclusion_tag("streams_admin/_row_health.html", takes_context=True)
+def row_health(context: template.Context, key: bytes) -> dict:
+    """An overview row's trend and stalled consumers (trends/health.py for_overview)."""
+    return {"health": (context.get("row_health") or {}).get(key)}

@@ -125,3 +125,45 @@ def consumers_of(target: str, stream: bytes, group: bytes, limit: int = 100) -> 
     rows = Series.objects.filter(target=target, kind=Series.CONSUMER, stream=stream,
                                  group=group).order_by("id")
     return [bytes(c) for c in rows.values_list("consumer", flat=True)[:limit]]
+
+
+Pair = tuple[bytes, bytes]  # (stream, group)
+BATCH = 900  # series per query: under any SQLite's limit of bound variables
+
+
+def recent_lags(target: str, pairs: list[Pair], since: int, until: int
+                ) -> dict[Pair, tuple[list[int], list[int | None], list[int | None]]]:
+    """The lag (and trimmed, None when the lag was counted) of many groups as sampled within
+    [since, until]: (times, lags, trimmed) each, empty without history. Three queries per
+    BATCH groups whatever their number, where history() takes three per group: the
+    overview's trend health reads a page of groups at once (trends/health.py)."""
+    by_digest = {storage.digest((target, Series.GROUP, s, g, b"")): (s, g) for s, g in pairs}
+    pair_of: dict[int, Pair] = {}
+    for batch in _batches(list(by_digest)):
+        named = Series.objects.filter(digest__in=batch).values_list("digest", "id")
+        pair_of.update((pk, by_digest[bytes(d)]) for d, pk in named)
+    found: dict[Pair, list[tuple[list[int], points.Columns]]] = {pair: [] for pair in pairs}
+    for batch in _batches(list(pair_of)):
+        chunks = Chunk.objects.filter(series_id__in=batch, resolution=storage.RAW,
+                                      start__gt=since - storage.PERIOD, start__lte=until)
+        for series_id, data in chunks.order_by("start").values_list("series_id", "data"):
+            found[pair_of[series_id]].append(points.unpack(data))
+        fresh: dict[int, dict[int, dict[str, int | None]]] = {}
+        rows = Sample.objects.filter(series_id__in=batch, t__gte=since, t__lte=until)
+        for series_id, t, lag, trimmed in rows.values_list("series_id", "t", "lag", "trimmed"):
+            fresh.setdefault(series_id, {})[t] = {"lag": lag, "trimmed": trimmed}
+        for series_id, samples in fresh.items():  # after the chunks: the newer value wins
+            found[pair_of[series_id]].append(points.from_rows(samples))
+    return {pair: _lags(*points.merge(*sets), since, until) for pair, sets in found.items()}
+
+
+def _batches(items: list) -> list[list]:
+    return [items[i:i + BATCH] for i in range_(0, len(items), BATCH)]
+
+
+def _lags(times: list[int], columns: points.Columns, since: int, until: int
+          ) -> tuple[list[int], list[int | None], list[int | None]]:
+    keep = [i for i, t in enumerate(times) if since <= t <= until]
+    lag, trimmed = columns.get("lag", [None] * len(times)), columns.get("trimmed")
+    return ([times[i] for i in keep], [lag[i] for i in keep],
+            [None if trimmed is None else trimmed[i] for i in keep])

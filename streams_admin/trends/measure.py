@@ -44,7 +44,7 @@ from streams_admin.redis import (
     refresh_slots,
     server_from_info,
 )
-from streams_admin.streams import scan_streams, true_lag
+from streams_admin.streams import scan_streams, stalled, true_lag
 from streams_admin.values import id_key, text_id
 
 SCRIPT = Lua.file(__file__, "measure.lua")
@@ -192,12 +192,11 @@ def _group(row: list, stream: tuple[str | None, int, int | None], now: float,
     lag, trimmed = _lag(lag, counted, text_id(delivered) or "0-0", read, *stream)
     consumers = tuple(ConsumerSample(c[0], c[1], c[2], c[3]) for c in rows)
     waiting = undelivered is not None
-    limit = conf.get("IDLE_THRESHOLD_MS")
     return GroupSample(
         name=name, entries_read=read, lag=lag, time_lag_s=_age(undelivered, now),
         pending=pending, oldest_pending_s=None if oldest is None else oldest[1] / 1000,
         trimmed_unread=trimmed, consumers=consumers if with_consumers else (),
-        stalled=tuple(c.name for c in consumers if waiting and c.idle_ms > limit),
+        stalled=tuple(c.name for c in consumers if stalled(c.idle_ms, waiting)),
         consumer_count=count)
 
 

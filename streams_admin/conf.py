@@ -63,6 +63,14 @@ DEFAULTS: dict[str, Any] = {
     "HISTORY_MINUTE_KEEP": 7 * 86400,
     "HISTORY_MAX_STREAMS": 10_000,  # streams sampled per target; the status says how many not
     "HISTORY_MAX_POINTS": 2000,  # points per series a chart gets, whatever the range
+    # Alerts (README "Alerts"): webhook POSTs time out after ALERT_TIMEOUT s; a failed one is
+    # tried again after ALERT_RETRY_MIN s, doubling up to ALERT_RETRY_MAX, until ALERT_GIVE_UP
+    # s after it was queued. PUBLIC_URL (https://host/) makes the links in them absolute.
+    "ALERT_TIMEOUT": 5.0,
+    "ALERT_RETRY_MIN": 10.0,
+    "ALERT_RETRY_MAX": 600.0,
+    "ALERT_GIVE_UP": 6 * 3600.0,
+    "PUBLIC_URL": "",
 }
 
 

@@ -125,9 +125,9 @@ def test_a_viewer_reads_the_alerts_screen_and_may_change_nothing(viewer_client):
                                   FORM).status_code == 403
     assert AlertRule.objects.get().threshold == 100 and AlertRule.objects.get().enabled
     refused = AuditEntry.objects.order_by("id")
-    assert [a.action for a in refused] == ["alert-rule-new", "alert-rule-edit",
+    assert [a.action for a in refused] == ["alert-rule-create", "alert-rule-edit",
                                            "alert-rule-enable", "alert-rule-delete",
-                                           "alert-rule-test"]
+                                           "alert-test"]
     assert all(not a.ok and a.result.startswith("refused") for a in refused)
 
 

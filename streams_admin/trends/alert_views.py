@@ -32,19 +32,21 @@ def alerts(request: HttpRequest) -> HttpResponse:
     return render(request, "streams_admin/alerts.html", alert_screen.context())
 
 
-def administer(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Admins only (403 otherwise; a refused POST is audited), on top of screen()."""
+def administer(action: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Admins only (403 otherwise; a refused POST is audited as `action`), on top of screen()."""
 
-    @wraps(view)
-    def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        if why := permissions.refusal(request.user, permissions.ADMINISTER):
-            if request.method == "POST":
-                _audit(request, f"alert-{view.__name__.replace('_', '-')}",
-                       Outcome(False, f"refused: {why}"), kwargs)
-            raise PermissionDenied(why)
-        return view(request, **kwargs)
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+            if why := permissions.refusal(request.user, permissions.ADMINISTER):
+                if request.method == "POST":
+                    _audit(request, action, Outcome(False, f"refused: {why}"), kwargs)
+                raise PermissionDenied(why)
+            return view(request, **kwargs)
 
-    return screen(wrapper)
+        return screen(wrapper)
+
+    return decorate
 
 
 def _audit(request: HttpRequest, action: str, outcome: Outcome,
@@ -61,9 +63,9 @@ def _back() -> HttpResponse:
     return redirect(reverse("streams_admin:alerts"))
 
 
-@administer
+@administer("alert-rule-create")
 def rule_new(request: HttpRequest) -> HttpResponse:
-    form = RuleForm(request.POST or None, initial={"for_seconds": 60})
+    form = RuleForm(request.POST or None, initial={"for_seconds": 60, "metric": "lag"})
     if request.method == "POST" and form.is_valid():
         rule = form.save(commit=False)
         rule.target = targets.current_name()
@@ -75,7 +77,7 @@ def rule_new(request: HttpRequest) -> HttpResponse:
     return render(request, "streams_admin/alert_rule.html", {"form": form, "rule": None})
 
 
-@administer
+@administer("alert-rule-edit")
 def rule_edit(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = _rule(rule_id)
     form = RuleForm(request.POST or None, instance=rule)
@@ -104,7 +106,7 @@ def _close(rule: AlertRule, note: str) -> None:
     AlertRule.objects.filter(id=rule.id).update(matched=0, unavailable=0)
 
 
-@administer
+@administer("alert-rule-enable")
 @require_POST
 def rule_enable(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = _rule(rule_id)
@@ -120,7 +122,7 @@ def rule_enable(request: HttpRequest, rule_id: int) -> HttpResponse:
     return _back()
 
 
-@administer
+@administer("alert-rule-delete")
 @require_POST
 def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
     rule = _rule(rule_id)
@@ -134,7 +136,7 @@ def rule_delete(request: HttpRequest, rule_id: int) -> HttpResponse:
     return _back()
 
 
-@administer
+@administer("alert-test")
 @require_POST
 def rule_test(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Sends a test notification now (waits up to ALERT_TIMEOUT) and says what came back."""

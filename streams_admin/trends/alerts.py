@@ -180,7 +180,8 @@ class Evaluator:
 
 def _hold(rule: AlertRule, target: str, series: Series, state: AlertState | None, slot: int,
           value: float, changes: Changes) -> None:
-    """The condition holds on series at slot."""
+    """The condition holds on series at slot. A held state's value is written at most every
+    VALUE_REFRESH seconds, or with a transition."""
     if state is None:
         state = AlertState(rule=rule, stream=series[0], group=series[1], state=PENDING,
                            digest=digest((target, "a", *series, b"")), since=slot,
@@ -188,7 +189,8 @@ def _hold(rule: AlertRule, target: str, series: Series, state: AlertState | None
         changes.new.append(state)
         if rule.for_seconds > 0:
             changes.events.append(_event(rule, state, PENDING, slot, value))
-    elif state.state == PENDING or slot - state.value_at >= VALUE_REFRESH:
+    elif slot - state.value_at >= VALUE_REFRESH or (
+            state.state == PENDING and slot - state.since >= rule.for_seconds):
         state.value, state.value_at = value, slot
         changes.updated.append(state)
     if state.state == PENDING and slot - state.since >= rule.for_seconds:

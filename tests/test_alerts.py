@@ -7,11 +7,17 @@ changed.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -19,6 +25,7 @@ from streams_admin.redis import server_from_info
 from streams_admin.trends import alerts, measure, notify, sampler
 from streams_admin.trends.alert_models import AlertEvent, AlertRule, AlertState, Notification
 from streams_admin.trends.models import Sample
+from tests.test_sampler import ROOT, postgres_url, wait_for  # noqa: F401  # a fixture
 from tests.webhook import Receiver, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -277,3 +284,64 @@ def test_a_metric_the_server_does_not_report_is_unavailable_never_zero(r):
     else:  # Redis 6.2 gives no entries-read: unknown, so the rule neither fires nor resolves
         assert out.unavailable == 1
         assert not AlertState.objects.filter(rule=out).exists()
+
+
+RULE = """
+from streams_admin.trends.alert_models import AlertRule
+AlertRule.objects.create(name="billing behind", target="default", metric="lag", threshold=5,
+                         stream_glob="orders", webhook_url="{url}")
+"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_nothing_is_lost_across_a_sampler_restart_nor_sent_twice(database, request, tmp_path,
+                                                                  redis_server):
+    """Two `manage.py sampler` processes (one holds the lease); the receiver is down when the
+    alert fires; both stop; the receiver comes up; a sampler starts again and sends it, then
+    the resolve: each once, in order."""
+    url = (f"sqlite:///{tmp_path / 'db.sqlite3'}" if database == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    env = {**os.environ, "SECRET_KEY": "alerts", "REDIS_URL": redis_server.url,
+           "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "dashboard.settings",
+           "LOG_LEVEL": "INFO"}
+    manage = [sys.executable, "manage.py"]
+    later = Receiver()  # its port, not listening yet
+    subprocess.run([*manage, "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=120)
+    subprocess.run([*manage, "shell", "-c", RULE.format(url=later.url)], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=120)
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
+    logs = [tmp_path / f"{name}.log" for name in ("a", "b", "c")]
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([*manage, "sampler", "--interval", "1"], cwd=ROOT, env=env,
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+    first = [start(logs[0]), start(logs[1])]
+    try:
+        backlog(client, 10)
+        wait_for(lambda: any("firing to" in log.read_text() for log in logs[:2]), 60)
+    finally:
+        for process in first:
+            stop(process)
+    later.start()
+    again = start(logs[2])
+    try:
+        later.wait_for(1, 60)  # the row waited out its backoff, through the restart
+        catch_up(client)
+        later.wait_for(2, 60)
+        time.sleep(2)  # nothing more comes
+    finally:
+        stop(again)
+        later.stop()
+        client.close()
+    assert later.states() == ["firing", "resolved"]
+    assert later.received[0][1]["value"] == 10
+    texts = [log.read_text() for log in logs]
+    assert not any("Traceback" in t for t in texts), texts

@@ -237,6 +237,24 @@ def test_rules_over_1000_groups_write_nothing_when_nothing_changed(r):
     assert AlertState.objects.filter(value_at=t0 + alerts.VALUE_REFRESH).count() == 2000
 
 
+def test_a_stream_gone_resolves_and_one_past_the_cap_is_held(r):
+    for key in (b"orders:1", b"orders:2", b"orders:3"):
+        r.xadd(key, {b"n": b"1"})
+        r.xgroup_create(key, GROUP, id="0")  # lag 1
+    rule("http://127.0.0.1:1/hook", threshold=0, for_seconds=0, stream_glob="orders:*")
+    evaluator, t0 = alerts.Evaluator(), aligned()
+    assert evaluator.evaluate("default", t0, measure.snapshot()) == 3
+    capped = measure.snapshot(max_streams=2)  # orders:3 is left out, not gone
+    assert capped.left_out == 1
+    assert evaluator.evaluate("default", t0 + 10, capped) == 0
+    r.delete(b"orders:1")
+    assert evaluator.evaluate("default", t0 + 20, measure.snapshot(max_streams=2)) == 1
+    event = AlertEvent.objects.get(kind="resolved")
+    assert bytes(event.stream) == b"orders:1" and event.note == "gone, or no longer matched"
+    held = sorted(bytes(s) for s in AlertState.objects.values_list("stream", flat=True))
+    assert held == [b"orders:2", b"orders:3"]
+
+
 def test_a_metric_the_server_does_not_report_is_unavailable_never_zero(r):
     r.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
     out = rule("http://127.0.0.1:1/hook", metric="out_rate", comparison="<", threshold=1,

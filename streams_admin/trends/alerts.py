@@ -14,6 +14,7 @@ state's value, refreshed at most every VALUE_REFRESH seconds.
 from __future__ import annotations
 
 import logging
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 VALUE_REFRESH = 60  # seconds between writes of a held state's current value
 Series = tuple[bytes, bytes]  # stream, group (b"" for a stream's own metrics)
-COMPARE = {">": float.__gt__, ">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
+COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def group_value(metric: str, g: GroupSample) -> float | None:
@@ -155,7 +156,8 @@ class Evaluator:
             self._rule(rule, target, slot, snap, states, changes)
         by_id = {rule.id: rule for rule in rules}
         for state in states.values():  # matched nothing this time: gone, or the rule edited
-            _end(by_id[state.rule_id], state, slot, None, changes, "no longer matched or measured")
+            if not _left_out(bytes(state.stream), snap):
+                _end(by_id[state.rule_id], state, slot, None, changes, "gone, or no longer matched")
         changes.save()
         if changes.events:
             transaction.on_commit(notify.wake)
@@ -176,6 +178,12 @@ class Evaluator:
                 _end(rule, state, slot, value, changes)
         if (matched, unavailable) != (rule.matched, rule.unavailable):
             AlertRule.objects.filter(id=rule.id).update(matched=matched, unavailable=unavailable)
+
+
+def _left_out(stream: bytes, snap: Snapshot) -> bool:
+    """Whether stream may be one of the streams past HISTORY_MAX_STREAMS (the last by key):
+    not measured is not gone, so its state is held."""
+    return snap.left_out > 0 and (not snap.streams or stream > snap.streams[-1].key)
 
 
 def _hold(rule: AlertRule, target: str, series: Series, state: AlertState | None, slot: int,

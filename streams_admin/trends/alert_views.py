@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -142,7 +143,7 @@ def rule_test(request: HttpRequest, rule_id: int) -> HttpResponse:
     """Sends a test notification now (waits up to ALERT_TIMEOUT) and says what came back."""
     rule = _rule(rule_id)
     error = notify.send_test(rule, request.build_absolute_uri(reverse("streams_admin:alerts")))
-    host = notify.urlsplit(rule.webhook_url).hostname
+    host = urlsplit(rule.webhook_url).hostname
     outcome = Outcome(not error, f"Test notification to {host}: "
                                  + (f"failed — {error}" if error else "accepted."))
     _audit(request, "alert-test", outcome,

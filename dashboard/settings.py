@@ -159,6 +159,8 @@ STREAMS_ADMIN = {
     "METRICS_ALLOW": os.environ.get("STREAMS_ADMIN_METRICS_ALLOW", ""),
     "METRICS_CONSUMERS": env_bool("STREAMS_ADMIN_METRICS_CONSUMERS", True),
     "METRICS_MAX_STREAMS": int(os.environ.get("STREAMS_ADMIN_METRICS_MAX_STREAMS", "1000")),
+    # Alerts (README "Alerts"): the dashboard's address, for the links in notifications.
+    "PUBLIC_URL": os.environ.get("STREAMS_ADMIN_PUBLIC_URL", ""),
 }
 
 LOGGING = {

@@ -66,6 +66,14 @@ DEFAULTS: dict[str, Any] = {
     # Trend health (trends/health.py): a group's lag slope over the samples of this many
     # seconds: 30 samples at the default interval, so a worker restart shows within minutes.
     "TREND_WINDOW": 300,
+    # Alerts (README "Alerts"): webhook POSTs time out after ALERT_TIMEOUT s; a failed one is
+    # tried again after ALERT_RETRY_MIN s, doubling up to ALERT_RETRY_MAX, until ALERT_GIVE_UP
+    # s after it was queued. PUBLIC_URL (https://host/) makes the links in them absolute.
+    "ALERT_TIMEOUT": 5.0,
+    "ALERT_RETRY_MIN": 10.0,
+    "ALERT_RETRY_MAX": 600.0,
+    "ALERT_GIVE_UP": 6 * 3600.0,
+    "PUBLIC_URL": "",
 }
 
 

@@ -45,6 +45,12 @@ class AuditEntry(models.Model):
 
 
 # The history's models live beside their code; Django finds them through this module.
+from streams_admin.trends.alert_models import (  # noqa: E402,F401
+    AlertEvent,
+    AlertRule,
+    AlertState,
+    Notification,
+)
 from streams_admin.trends.models import (  # noqa: E402,F401
     Chunk,
     Sample,

@@ -2,7 +2,7 @@ from django.urls import path, register_converter
 
 from streams_admin import actions, confirm, views
 from streams_admin.names import NameConverter
-from streams_admin.trends import exporter
+from streams_admin.trends import alert_views, exporter
 
 register_converter(NameConverter, "name")
 
@@ -16,6 +16,12 @@ urlpatterns = [
     path("dead-letters/", views.dead_letters, name="dead-letters"),
     path("audit/", views.audit, name="audit"),
     path("targets/", views.targets_page, name="targets"),
+    path("alerts/", alert_views.alerts, name="alerts"),  # README "Alerts"
+    path("alerts/new/", alert_views.rule_new, name="alert-new"),
+    path("alerts/<int:rule_id>/", alert_views.rule_edit, name="alert-edit"),
+    path("alerts/<int:rule_id>/enable/", alert_views.rule_enable, name="alert-enable"),
+    path("alerts/<int:rule_id>/delete/", alert_views.rule_delete, name="alert-delete"),
+    path("alerts/<int:rule_id>/test/", alert_views.rule_test, name="alert-test"),
     path("metrics", exporter.metrics, name="metrics"),  # Prometheus: README "Prometheus"
     path(stream, views.stream, name="stream"),
     path(stream + "tail/", views.tail, name="tail"),

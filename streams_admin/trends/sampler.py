@@ -30,7 +30,7 @@ from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import Q
 
 from streams_admin import conf, targets
-from streams_admin.trends import storage
+from streams_admin.trends import alerts, notify, storage
 from streams_admin.trends.models import SamplerLease, SamplerStatus
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class Sampler:
         self.failures: dict[str, int] = {}  # target -> failures in a row
         self.retry_at: dict[str, float] = {}
         self.holding: bool | None = None  # None: not asked yet
+        self.alerts = alerts.Evaluator()
 
     def renew(self, now: float) -> bool:
         """Take or keep the lease; False: another live process holds it. The UPDATE comes
@@ -123,6 +124,7 @@ class Sampler:
             fields |= {"last_error": error, "last_error_at": now}
         else:
             storage.write(name, slot, snap, self.cache)
+            self.alerts.evaluate(name, slot, snap)  # a failed target: nothing fires or resolves
             fields |= {"last_success": now, "streams": len(snap.streams),
                        "left_out": snap.left_out}
         SamplerStatus.objects.update_or_create(target=name, defaults=fields)
@@ -131,6 +133,7 @@ class Sampler:
         """Cycles on every multiple of the interval until stop; a failed cycle (the database
         away, say) is logged and retried with backoff, never the end of the loop."""
         backoff = 0.0
+        notifier = notify.start(stop, lambda: bool(self.holding))  # never delays a cycle
         try:
             while not stop.wait(self._until_next()):
                 try:
@@ -142,6 +145,7 @@ class Sampler:
                     stop.wait(backoff)
         finally:
             self.release()
+            notifier.join(10)
 
     def _slot(self) -> int:
         now = time.time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streams_admin import conf
@@ -39,17 +40,59 @@ class History:
 def history(target: str, stream: bytes, group: bytes | None = None,
             consumer: bytes | None = None, range: str = "1h",  # noqa: A002 (the brief's name)
             now: float | None = None) -> History:
+    return histories(target, [(stream, group, consumer)], range, now)[0]
+
+
+Name = tuple[bytes, bytes | None, bytes | None]  # stream, group or None, consumer or None
+
+
+MAX_SERIES = 900  # series one histories() call reads: under SQLite's bound variables
+
+
+def histories(target: str, series: Sequence[Name], range: str = "1h",  # noqa: A002
+              now: float | None = None, columns: tuple[str, ...] | None = None,
+              max_points: int | None = None) -> list[History]:
+    """history() of many series at once, in three queries whatever their number (a chart
+    page: a group and its consumers; the overview: its streams and their groups).
+    columns: the stored columns to keep (storage.COLUMNS' names), to spare the others' work;
+    max_points: fewer than HISTORY_MAX_POINTS (a sparkline)."""
+    if len(series) > MAX_SERIES:
+        raise ValueError(f"{len(series)} series asked at once; at most {MAX_SERIES}")
     seconds = RANGES[range]
-    kind = Series.CONSUMER if consumer is not None else Series.GROUP if group is not None \
-        else Series.STREAM
-    identity = (target, kind, stream, group or b"", consumer or b"")
     end = int(time.time() if now is None else now)
     base = _base(seconds)
-    step = base * max(1, math.ceil(seconds / conf.get("HISTORY_MAX_POINTS") / base))
+    step = step_of(range, max_points)
     start = end - seconds
     start -= start % step
-    times, columns = _points(storage.digest(identity), base, start, end)
-    return _aligned(kind, range, step, start, end, *points.downsample(times, columns, step))
+    digests = [storage.digest(_identity(target, name)) for name in series]
+    found = _points(digests, base, start, end)
+    out = []
+    for name, digest in zip(series, digests, strict=True):
+        times, cols = found.get(digest, ([], {}))
+        if columns is not None:
+            cols = {n: v for n, v in cols.items() if n.removesuffix("_max") in columns}
+        out.append(_aligned(_kind(name), range, step, start, end,
+                            *points.downsample(times, cols, step)))
+    return out
+
+
+def step_of(range: str, max_points: int | None = None) -> int:  # noqa: A002
+    """Seconds between the points of a range: the base resolution, or a multiple of it that
+    keeps the points within max_points (HISTORY_MAX_POINTS by default)."""
+    seconds = RANGES[range]
+    base = _base(seconds)
+    most = max_points or conf.get("HISTORY_MAX_POINTS")
+    return int(base * max(1, math.ceil(seconds / most / base)))
+
+
+def _kind(name: Name) -> str:
+    return Series.CONSUMER if name[2] is not None else Series.GROUP if name[1] is not None \
+        else Series.STREAM
+
+
+def _identity(target: str, name: Name) -> storage.Identity:
+    stream, group, consumer = name
+    return (target, _kind(name), stream, group or b"", consumer or b"")
 
 
 def _base(seconds: int) -> int:
@@ -57,24 +100,31 @@ def _base(seconds: int) -> int:
     return raw if seconds <= conf.get("HISTORY_RAW_KEEP") else storage.MINUTE
 
 
-def _points(digest: bytes, base: int, start: int, end: int) -> tuple[list[int], points.Columns]:
-    """Chunks of the base resolution over [start, end], with the samples not packed yet."""
-    series = Series.objects.filter(digest=digest).values_list("id", flat=True).first()
-    if series is None:
-        return [], {}
+def _points(digests: list[bytes], base: int, start: int, end: int
+            ) -> dict[bytes, tuple[list[int], points.Columns]]:
+    """Each series' chunks of the base resolution over [start, end], with the samples not
+    packed yet: by digest, for those that have a history."""
+    ids = dict(Series.objects.filter(digest__in=digests).values_list("id", "digest"))
+    if not ids:
+        return {}
     resolution = storage.MINUTE if base == storage.MINUTE else storage.RAW
     span = storage.HOUR if resolution == storage.MINUTE else storage.PERIOD
-    chunks = Chunk.objects.filter(series_id=series, resolution=resolution,
+    chunks = Chunk.objects.filter(series_id__in=ids, resolution=resolution,
                                   start__gt=start - span, start__lte=end).order_by("start")
-    found = [points.unpack(data) for data in chunks.values_list("data", flat=True)]
-    rows = Sample.objects.filter(series_id=series, t__gte=start, t__lte=end).values_list(
-        "t", *storage.COLUMNS)
-    recent = {t: dict(zip(storage.COLUMNS, v, strict=True)) for t, *v in rows}
-    if recent:
-        fresh = points.from_rows(recent)
+    found: dict[int, list[tuple[list[int], points.Columns]]] = {i: [] for i in ids}
+    for series_id, data in chunks.values_list("series_id", "data"):
+        found[series_id].append(points.unpack(data))
+    rows = Sample.objects.filter(series_id__in=ids, t__gte=start, t__lte=end).values_list(
+        "series_id", "t", *storage.COLUMNS)
+    recent: dict[int, dict[int, dict]] = {}
+    for series_id, t, *v in rows:
+        recent.setdefault(series_id, {})[t] = dict(zip(storage.COLUMNS, v, strict=True))
+    for series_id, samples in recent.items():
+        fresh = points.from_rows(samples)
         # minute chunks carry NAME_max columns: the fresh samples must too
-        found.append(points.downsample(*fresh, base) if resolution == storage.MINUTE else fresh)
-    return points.merge(*found)
+        found[series_id].append(points.downsample(*fresh, base)
+                                if resolution == storage.MINUTE else fresh)
+    return {bytes(ids[i]): points.merge(*sets) for i, sets in found.items()}
 
 
 def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A002
@@ -125,3 +175,9 @@ def consumers_of(target: str, stream: bytes, group: bytes, limit: int = 100) -> 
     rows = Series.objects.filter(target=target, kind=Series.CONSUMER, stream=stream,
                                  group=group).order_by("id")
     return [bytes(c) for c in rows.values_list("consumer", flat=True)[:limit]]
+
+
+def consumer_count(target: str, stream: bytes, group: bytes) -> int:
+    """How many consumers of the group have a history (consumers_of lists the first few)."""
+    return Series.objects.filter(target=target, kind=Series.CONSUMER, stream=stream,
+                                 group=group).count()

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.django_db
 KEY, GROUP = b"orders\xff<b>", b"billing\x00"
 URL = f"/streams/{to_token(KEY)}/"
 GROUP_URL = f"{URL}groups/{to_token(GROUP)}/"
+T0 = 1_700_000_000  # counters count from here: they only grow
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +46,9 @@ def group(name: bytes, read: int, lag: int | None, consumers: int = 1,
 
 def write(t: int, key: bytes = KEY, groups: tuple[GroupSample, ...] | None = None,
           target: str = "default", **kw: int) -> None:
-    added = kw.get("added", (t % 100_000) * 5)
+    added = kw.get("added", (t - T0) * 5)
     groups = groups if groups is not None else (
-        group(GROUP, (t % 100_000) * 4, kw.get("lag", 3), kw.get("consumers", 1)),)
+        group(GROUP, (t - T0) * 4, kw.get("lag", 3), kw.get("consumers", 1)),)
     stream = StreamSample(key, kw.get("length", 250), added, f"{t}-0", groups)
     storage.write(target, t, Snapshot(float(t), (stream,), 0), {})
 
@@ -86,6 +87,15 @@ def test_every_range_is_bounded_and_ends_now(admin_client, name: str) -> None:
     assert data["times"][-1] <= end + 10 and data["times"][-1] > end - data["step"] * 2
     assert all(len(v) == len(data["times"]) for v in data["series"].values())
     assert data["series"]["lag"][-1] == 3
+
+
+def test_the_newest_bucket_still_filling_shows_the_rate_not_a_drop() -> None:
+    hour = 1_800_000_000  # a multiple of 3,600: minute buckets start on it
+    steady(hour - 600, hour + 10)  # the newest minute has 1 sample of its 6
+    for name in ("24h", "6h"):  # minute points; raw points two by two
+        found = history.history("default", KEY, GROUP, range=name, now=hour + 5)
+        assert found.times[-1] == hour
+        assert found.values["out_rate"][-3:] == (4.0, 4.0, 4.0), name
 
 
 @pytest.mark.parametrize("bad", ["2h", "", "7d ", "<script>", "1h\x00"])

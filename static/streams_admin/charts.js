@@ -7,12 +7,12 @@
 (function () {
   "use strict";
   if (window.streamsAdminCharts) return; // htmx runs a swapped-in page's scripts again
-  window.streamsAdminCharts = true;
 
   const RANGES = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
   const LIVE = new Set(["15m", "1h"]);
   const HEIGHT = 170;
   const NARROW_HEIGHT = 140;
+  const SPARK_HEIGHT = 22;
   const WORST = "worst in each point's span";
   const sections = new Set(); // { el, range, data, charts, stream, group, lastRead }
   const sparks = new Set(); // { el, token, data, plots }
@@ -21,6 +21,7 @@
   // --- formatting ---------------------------------------------------------------------------
   const grouped = new Intl.NumberFormat("en", { maximumFractionDigits: 0 });
   function seconds(v) {
+    if (v === 0) return "0";
     if (v < 1) return `${Math.round(v * 1000)} ms`;
     if (v < 60) return `${v.toFixed(v < 10 ? 1 : 0)} s`;
     const parts = [[86400, "d"], [3600, "h"], [60, "m"], [1, "s"]];
@@ -63,6 +64,25 @@
   // --- one chart ----------------------------------------------------------------------------
   function height() { return window.innerWidth < 640 ? NARROW_HEIGHT : HEIGHT; }
 
+  // Time ticks in UTC, as every time on the pages: hours and minutes up to a day and a half,
+  // else the day (the legend gives the whole time of the point under the cursor).
+  function timeTicks(u, ticks) {
+    const span = u.scales.x.max - u.scales.x.min;
+    return ticks.map((ts) => {
+      const iso = new Date(ts * 1e3).toISOString();
+      return span <= 129600 ? iso.slice(11, 16) : iso.slice(5, 10);
+    });
+  }
+
+  // Wide enough for its longest label ("150 ms", "12.5k/s"): measured, as uPlot's demos do.
+  function axisSize(u, values, index, cycle) {
+    const axis = u.axes[index];
+    if (cycle > 1) return axis._size;
+    const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
+    u.ctx.font = axis.font[0];
+    return Math.ceil(axis.ticks.size + axis.gap + u.ctx.measureText(longest).width / devicePixelRatio) + 2;
+  }
+
   function options(width, unit, series) {
     const c = colours();
     const axis = { stroke: c.text, grid: { stroke: c.line, width: 1 }, ticks: { stroke: c.line, width: 1 } };
@@ -76,8 +96,8 @@
         stroke: s.worst ? c.worst : series.length > 2 ? c.many[i % c.many.length] : c.main,
         dash: s.worst ? [4, 3] : undefined, value: (u, v) => value(unit, v),
       }))],
-      axes: [{ ...axis, space: 60 },
-        { ...axis, size: 56, values: (u, ticks) => ticks.map((v) => tick(unit, v)) }],
+      axes: [{ ...axis, space: 70, values: timeTicks },
+        { ...axis, size: axisSize, values: (u, ticks) => ticks.map((v) => tick(unit, v)) }],
     };
   }
 
@@ -104,6 +124,7 @@
     const unit = figure.dataset.unit;
     const plot = new uPlot(options(box.clientWidth || 300, unit, series), data, box);
     section.charts.set(figure, { plot, data, series });
+    figure.dataset.points = data[0].length;
     resizer.observe(box);
     const left = figure.querySelector("[data-left-out]");
     if (left && section.data.consumers) {
@@ -120,7 +141,7 @@
       }
     }
     for (const spark of sparks) {
-      for (const p of spark.plots) if (p.root.parentNode === box) p.setSize({ width: box.clientWidth, height: 24 });
+      for (const p of spark.plots) if (p.root.parentNode === box) p.setSize({ width: box.clientWidth, height: SPARK_HEIGHT });
     }
   }
 
@@ -198,6 +219,7 @@
     series.forEach((s, i) => data[i + 1].push(values[s.name]));
     while (data[0].length && data[0][0] < now - keep) data.forEach((column) => column.shift());
     plot.setData(data);
+    plot.root.closest("figure").dataset.points = data[0].length;
   }
 
   function live(event) {
@@ -219,10 +241,12 @@
 
   // --- overview sparklines ------------------------------------------------------------------
   function sparkOptions(width, stroke) {
-    return { width, height: 24, pxAlign: false, cursor: { show: false }, legend: { show: false },
-      select: { show: false }, scales: { x: { time: false }, y: { range: (u, min, max) => [0, max > 0 ? max : 1] } },
+    const fill = /^#[0-9a-f]{6}$/i.test(stroke) ? `${stroke}30` : undefined; // app.css: hex
+    return { width, height: SPARK_HEIGHT, pxAlign: false, cursor: { show: false }, legend: { show: false },
+      select: { show: false }, padding: [2, 0, 0, 0],
+      scales: { x: { time: false }, y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [{ show: false }, { show: false }],
-      series: [{}, { stroke, width: 1.25, spanGaps: false, points: { show: false } }] };
+      series: [{}, { stroke, fill, width: 1.25, spanGaps: false, points: { show: false } }] };
   }
 
   function describe(box, name, unit, values) {
@@ -311,6 +335,18 @@
     sparks.forEach(drawSpark);
   }
 
+  // What a chart draws, for the browser tests: the values of the series named (as in the JSON)
+  window.streamsAdminCharts = {
+    values(name) {
+      for (const section of sections) {
+        for (const chart of section.charts.values()) {
+          const i = chart.series.findIndex((s) => s.name === name);
+          if (i >= 0) return chart.data[i + 1];
+        }
+      }
+      return null;
+    },
+  };
   document.addEventListener("streams-admin:live", live);
   document.addEventListener("htmx:afterSettle", init);
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", restyle);

@@ -68,11 +68,11 @@ def histories(target: str, series: Sequence[Name], range: str = "1h",  # noqa: A
     found = _points(digests, base, start, end)
     out = []
     for name, digest in zip(series, digests, strict=True):
-        times, cols = found.get(digest, ([], {}))
+        times, cols, newest = found.get(digest, ([], {}, None))
         if columns is not None:
             cols = {n: v for n, v in cols.items() if n.removesuffix("_max") in columns}
         out.append(_aligned(_kind(name), range, step, start, end,
-                            *points.downsample(times, cols, step)))
+                            *points.downsample(times, cols, step), newest))
     return out
 
 
@@ -101,9 +101,10 @@ def _base(seconds: int) -> int:
 
 
 def _points(digests: list[bytes], base: int, start: int, end: int
-            ) -> dict[bytes, tuple[list[int], points.Columns]]:
+            ) -> dict[bytes, tuple[list[int], points.Columns, int | None]]:
     """Each series' chunks of the base resolution over [start, end], with the samples not
-    packed yet: by digest, for those that have a history."""
+    packed yet, and the time of its newest sample not packed (None: none): by digest, for
+    those that have a history."""
     ids = dict(Series.objects.filter(digest__in=digests).values_list("id", "digest"))
     if not ids:
         return {}
@@ -124,11 +125,12 @@ def _points(digests: list[bytes], base: int, start: int, end: int
         # minute chunks carry NAME_max columns: the fresh samples must too
         found[series_id].append(points.downsample(*fresh, base)
                                 if resolution == storage.MINUTE else fresh)
-    return {bytes(ids[i]): points.merge(*sets) for i, sets in found.items()}
+    return {bytes(ids[i]): (*points.merge(*sets), max(recent[i]) if i in recent else None)
+            for i, sets in found.items()}
 
 
 def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A002
-             times: list[int], columns: points.Columns) -> History:
+             times: list[int], columns: points.Columns, newest: int | None = None) -> History:
     grid = tuple(range_(start, end + 1, step))
     at = {t: i for i, t in enumerate(times)}
     values: dict[str, tuple[Value, ...]] = {}
@@ -138,7 +140,7 @@ def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A0
         aligned = [column[at[t]] if t in at else None for t in grid]
         values[_name(name)] = tuple(_seconds(aligned) if _is_ms(name) else aligned)
         if name in RATES:
-            values[RATES[name]] = _rates(grid, aligned)
+            values[RATES[name]] = _rates(grid, aligned, newest)
     return History(kind, range, step, grid, values)
 
 
@@ -159,7 +161,8 @@ def _seconds(values: list[int | None]) -> list[Value]:
     return [None if v is None else v / 1000 for v in values]
 
 
-def _rates(grid: tuple[int, ...], counter: list[int | None]) -> tuple[Value, ...]:
+def _rates(grid: tuple[int, ...], counter: list[int | None],
+           newest: int | None = None) -> tuple[Value, ...]:
     """Per second between neighbouring buckets; None across a gap or a reset (a stream
     deleted and created again starts its counters over)."""
     out: list[Value] = [None]
@@ -167,7 +170,22 @@ def _rates(grid: tuple[int, ...], counter: list[int | None]) -> tuple[Value, ...
         a, b = counter[i - 1], counter[i]
         ok = a is not None and b is not None and b >= a
         out.append((b - a) / (grid[i] - grid[i - 1]) if ok else None)  # type: ignore[operator]
+    if newest is not None and len(grid) > 1:
+        _filling(grid, counter, out, newest)
     return tuple(out)
+
+
+def _filling(grid: tuple[int, ...], counter: list[int | None], out: list[Value],
+             newest: int) -> None:
+    """The newest bucket may still be filling: its value was read at `newest`, not at the end
+    of its span as its neighbour's was, so its rate divides by the time really between the two
+    readings (else a 1-minute bucket 10 s old shows a sixth of the rate: a false drop)."""
+    step, interval = grid[1] - grid[0], int(conf.get("SAMPLE_INTERVAL"))
+    i = (newest - grid[0]) // step
+    if not 1 <= i < len(grid) or out[i] is None or newest >= grid[i] + step - interval:
+        return
+    elapsed = newest - (grid[i - 1] + step - interval)
+    out[i] = (counter[i] - counter[i - 1]) / elapsed if elapsed > 0 else None  # type: ignore[operator]
 
 
 def consumers_of(target: str, stream: bytes, group: bytes, limit: int = 100) -> list[bytes]:

@@ -93,7 +93,7 @@ def fill(target: str, stream: bytes, group: bytes, consumers: list[bytes], *, da
     chunks = []
     first_hour = current - current % storage.HOUR - int(days * 86400)
     for hour in range(first_hour, current, storage.HOUR):
-        found = times(hour, hour + storage.HOUR, interval)
+        found = times(hour, min(hour + storage.HOUR, current), interval)  # packed: done periods
         for kind, series in enumerate(ids):
             if found:
                 raw = (found, _columns(shape, kind, found))

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import redis
-from django.core.cache import cache
 
 from streams_admin.names import to_token
-from streams_admin.trends import history, storage
+from streams_admin.trends import history, storage, views
 from streams_admin.trends.measure import ConsumerSample, GroupSample, Snapshot, StreamSample
 
 pytestmark = pytest.mark.django_db
@@ -25,9 +24,14 @@ T0 = 1_700_000_000  # counters count from here: they only grow
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    cache.clear()  # a response is cached one step: each test reads what it wrote
+    views.charts.clear()  # a response is kept one step: each test reads what it wrote
     yield
-    cache.clear()
+    views.charts.clear()
+
+
+def newest(values: list) -> object:
+    """The newest value drawn (the clock may have moved into a bucket not sampled yet)."""
+    return next(v for v in reversed(values) if v is not None)
 
 
 def now10() -> int:
@@ -66,15 +70,15 @@ def test_a_stream_and_its_group_read_back_with_rates(admin_client) -> None:
     assert stream.status_code == 200 and stream["Content-Type"] == "application/json"
     data = stream.json()
     assert data["range"] == "15m" and data["step"] == 10 and len(data["times"]) == 91
-    assert data["series"]["length"][-1] == 250 and data["series"]["in_rate"][-1] == 5.0
+    assert newest(data["series"]["length"]) == 250 and newest(data["series"]["in_rate"]) == 5.0
     assert data["series"]["length"][0] is None  # before the first sample: a gap, not a zero
     found = admin_client.get(GROUP_URL + "history/?range=15m").json()
-    assert found["series"]["lag"][-1] == 3 and found["series"]["out_rate"][-1] == 4.0
-    assert found["series"]["time_lag_s"][-1] == 0.3
-    assert found["series"]["oldest_pending_s"][-1] == 12.5
+    assert newest(found["series"]["lag"]) == 3 and newest(found["series"]["out_rate"]) == 4.0
+    assert newest(found["series"]["time_lag_s"]) == 0.3
+    assert newest(found["series"]["oldest_pending_s"]) == 12.5
     assert found["consumers"] == {"names": ["worker \\xe9\\x00"],
                                   "pending": [found["consumers"]["pending"][0]], "left_out": 0}
-    assert found["consumers"]["pending"][0][-1] == 2
+    assert newest(found["consumers"]["pending"][0]) == 2
     assert found["sampler"]["running"] is False  # nothing holds the lease in this test
 
 
@@ -84,9 +88,9 @@ def test_every_range_is_bounded_and_ends_now(admin_client, name: str) -> None:
     steady(end - 120, end + 10)
     data = admin_client.get(GROUP_URL + f"history/?range={name}").json()
     assert data["range"] == name and 2 < len(data["times"]) <= 2001
-    assert data["times"][-1] <= end + 10 and data["times"][-1] > end - data["step"] * 2
+    assert data["times"][-1] <= end + 20 and data["times"][-1] > end - data["step"] * 2
     assert all(len(v) == len(data["times"]) for v in data["series"].values())
-    assert data["series"]["lag"][-1] == 3
+    assert newest(data["series"]["lag"]) == 3
 
 
 def test_the_newest_bucket_still_filling_shows_the_rate_not_a_drop() -> None:
@@ -138,9 +142,9 @@ def test_sparklines_for_many_streams_in_one_request_and_few_queries(
     with django_assert_max_num_queries(10):
         data = admin_client.get(f"/history/?range=1h&{query}").json()
     assert len(data["times"]) <= 121 and data["step"] == 30
-    assert data["streams"]["s7"]["worst_lag"][-1] == 14  # the worse of its two groups
-    assert data["streams"]["s8"]["worst_lag"][-1] == 8  # the other group's lag is unknown
-    assert data["streams"][to_token(b"bin\xff")]["in_rate"][-1] is not None
+    assert newest(data["streams"]["s7"]["worst_lag"]) == 14  # the worse of its two groups
+    assert newest(data["streams"]["s8"]["worst_lag"]) == 8  # the other group's lag is unknown
+    assert newest(data["streams"][to_token(b"bin\xff")]["in_rate"]) == 5.0
     assert set(data["streams"]["never-sampled"]["in_rate"]) == {None}
     too_many = "&".join(f"key=k{i}" for i in range(101))
     assert admin_client.get(f"/history/?{too_many}").status_code == 400
@@ -169,14 +173,14 @@ view = ["Prod viewers"]
     user.groups.add(Group.objects.get(name="Streams viewer"))
     client.force_login(user)
     staging = client.get(f"/t/staging{GROUP_URL}history/?range=15m").json()
-    assert staging["series"]["lag"][-1] == 3
+    assert newest(staging["series"]["lag"]) == 3
     assert client.get(f"/t/prod{GROUP_URL}history/").status_code == 403
     assert client.get("/t/staging/streams/other/history/").status_code == 404  # out of scope
     sparks = client.get(f"/t/staging/history/?key={to_token(KEY)}&key=other").json()
     assert list(sparks["streams"]) == [to_token(KEY)]  # a key out of scope: left out
     user.groups.add(Group.objects.get_or_create(name="Prod viewers")[0])
     prod = client.get(f"/t/prod{GROUP_URL}history/?range=15m").json()
-    assert prod["series"]["lag"][-1] == 99  # each target its own history
+    assert newest(prod["series"]["lag"]) == 99  # each target its own history
 
 
 def test_pages_render_with_no_history_and_say_why(admin_client, r: redis.Redis) -> None:

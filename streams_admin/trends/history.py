@@ -118,8 +118,10 @@ def _points(digests: list[bytes], base: int, start: int, end: int
     rows = Sample.objects.filter(series_id__in=ids, t__gte=start, t__lte=end).values_list(
         "series_id", "t", *storage.COLUMNS)
     recent: dict[int, dict[int, dict]] = {}
-    for series_id, t, *v in rows:
-        recent.setdefault(series_id, {})[t] = dict(zip(storage.COLUMNS, v, strict=True))
+    for series_id, t, *v in rows:  # a kind's columns only (the others are NULL), as packed
+        recent.setdefault(series_id, {})[t] = {
+            name: value for name, value in zip(storage.COLUMNS, v, strict=True)
+            if value is not None}
     for series_id, samples in recent.items():
         fresh = points.from_rows(samples)
         # minute chunks carry NAME_max columns: the fresh samples must too

@@ -5,8 +5,9 @@ a chart still draws while Redis is down).
 Permission and scope as the pages (views.screen: may_view on the target served, a key outside
 KEY_PATTERN is a 404). Output is bounded: at most HISTORY_MAX_POINTS points a series,
 CHART_CONSUMERS consumers (the response says how many were left out), SPARK_STREAMS streams.
-A response is cached for one step of its range (10 s up to 6 h, 6 min for 7 days): 50 people
-on the same group page read the history once, and a 7-day chart costs no more than the page.
+A response is kept for one step of its range (10 s up to 6 h, 6 min for 7 days), and requests
+for it at the same moment share one computation: 50 people on the same group page read its
+history once (a 7-day read of a group and 10 consumers decodes ~2,000 chunks: ~0.2 s).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from streams_admin import conf, names, targets
+from streams_admin.flight import SingleFlight
 from streams_admin.trends import history, sampler
 from streams_admin.trends.models import Series
 from streams_admin.views import screen
@@ -30,6 +31,7 @@ CHART_CONSUMERS = 10  # consumers drawn in "pending per consumer"
 SPARK_STREAMS = 100  # streams one sparklines request may ask for
 SPARK_GROUPS = 500  # group series read for their worst lag, over all the streams asked
 SPARK_POINTS = 120  # a sparkline is ~100 px wide
+charts = SingleFlight()  # the JSON of each chart asked lately, by target, range, step, names
 STREAM_COLUMNS = ("length", "added")
 GROUP_COLUMNS = ("read", "lag", "time_lag_ms", "pending", "oldest_ms", "consumers")
 
@@ -46,17 +48,16 @@ def bad_range(request: HttpRequest) -> JsonResponse | None:
 
 def cached(request: HttpRequest, parts: list[bytes], build: Callable[[str, int], dict]
            ) -> HttpResponse:
-    """build(range, now)'s JSON, cached for one step of the range: the key holds the step's
-    number, so a cached series is at most one step (one bucket of the chart) old."""
+    """build(range, now)'s JSON, computed once per step of the range by one request in this
+    process: those arriving meanwhile wait for it, later ones reuse it (flight.py). The key
+    holds the step's number, so a series served is at most one step (one bucket) old."""
     chosen = request.GET.get("range", "1h")
     now = int(time.time())
     step = history.step_of(chosen)
-    digest = hashlib.sha256(b"\0".join(len(p).to_bytes(8, "big") + p for p in parts))
-    key = f"trends:{targets.current_name()}:{chosen}:{now // step}:{digest.hexdigest()}"
-    body = cache.get(key)
-    if body is None:
-        body = json.dumps(build(chosen, now), separators=(",", ":"), allow_nan=False)
-        cache.set(key, body, step)
+    digest = hashlib.sha256(b"".join(len(p).to_bytes(8, "big") + p for p in parts)).digest()
+    key = (targets.current_name(), chosen, now // step, digest)
+    body = charts.run(key, step, lambda: json.dumps(
+        build(chosen, now), separators=(",", ":"), allow_nan=False).encode())
     return HttpResponse(body, content_type="application/json")
 
 

@@ -106,6 +106,10 @@ def test_group_charts_draw_hover_and_switch_range(browser: Browser, charted: Das
     assert "UTC" in (time_value.text_content() or "")
     consumers = page.locator('figure[data-chart="consumers"] .u-legend')
     expect(consumers).to_contain_text("<b>worker-3</b>")  # a name from Redis: text, not HTML
+
+    page.locator('[data-range-link="24h"]').click()
+    expect(page.locator('figure[data-chart^="lag"]')).to_have_attribute("data-points", "1441")
+    page.locator("figure[data-chart] .u-over").first.hover(position={"x": 200, "y": 40})
     shoot(page, artifacts, "group-trends")
 
     page.locator('[data-range-link="7d"]').click()

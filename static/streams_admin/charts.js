@@ -13,6 +13,7 @@
   const HEIGHT = 170;
   const NARROW_HEIGHT = 140;
   const SPARK_HEIGHT = 22;
+  const URL_BYTES = 6000;
   const WORST = "worst in each point's span";
   const sections = new Set(); // { el, range, data, charts, stream, group, lastRead }
   const sparks = new Set(); // { el, token, data, plots }
@@ -285,29 +286,44 @@
     spark.plots.forEach((p, i) => p.setData([d.times, i === 0 ? d.in_rate : d.worst_lag]));
   }
 
+  // One request for the page's streams; more only when their names would make a URL over
+  // URL_BYTES (names may be long: proxies refuse request lines past 8 kB).
+  function batches(cells) {
+    const out = [];
+    let query = null;
+    for (const td of cells.slice(0, 100)) {
+      if (!query || query.toString().length + td.dataset.spark.length > URL_BYTES) {
+        query = new URLSearchParams({ range: "1h" });
+        out.push(query);
+      }
+      query.append("key", td.dataset.spark);
+    }
+    return out;
+  }
+
   async function startSparks(head) {
     const cells = [...document.querySelectorAll("td[data-spark]:not([data-drawn])")];
     if (!cells.length) return;
     cells.forEach((td) => { td.dataset.drawn = "1"; });
-    const query = new URLSearchParams({ range: "1h" });
-    cells.slice(0, 100).forEach((td) => query.append("key", td.dataset.spark));
-    let data;
-    try {
-      const response = await fetch(`${head.dataset.sparkUrl}?${query}`,
-        { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      data = await response.json();
-    } catch (error) {
-      head.title = `The history could not be read (${error.message}).`;
-      return;
-    }
-    for (const td of cells) {
-      const found = data.streams[td.dataset.spark];
-      if (!found) continue;
-      const spark = { el: td, token: td.dataset.spark, plots: [],
-        data: { times: data.times.slice(), in_rate: found.in_rate.slice(), worst_lag: found.worst_lag.slice() } };
-      sparks.add(spark);
-      drawSpark(spark);
+    for (const query of batches(cells)) {
+      let data;
+      try {
+        const response = await fetch(`${head.dataset.sparkUrl}?${query}`,
+          { headers: { Accept: "application/json" }, credentials: "same-origin" });
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        data = await response.json();
+      } catch (error) {
+        head.title = `The history could not be read (${error.message}).`;
+        return;
+      }
+      for (const td of cells) {
+        const found = data.streams[td.dataset.spark];
+        if (!found || !td.isConnected) continue;
+        const spark = { el: td, token: td.dataset.spark, plots: [],
+          data: { times: data.times.slice(), in_rate: found.in_rate.slice(), worst_lag: found.worst_lag.slice() } };
+        sparks.add(spark);
+        drawSpark(spark);
+      }
     }
   }
 
@@ -337,15 +353,16 @@
 
   // What a chart draws, for the browser tests: the values of the series named (as in the JSON)
   window.streamsAdminCharts = {
-    values(name) {
+    values(name, column = null) {
       for (const section of sections) {
         for (const chart of section.charts.values()) {
           const i = chart.series.findIndex((s) => s.name === name);
-          if (i >= 0) return chart.data[i + 1];
+          if (i >= 0) return chart.data[column === null ? i + 1 : column];
         }
       }
       return null;
     },
+    times(name) { return this.values(name, 0); },
   };
   document.addEventListener("streams-admin:live", live);
   document.addEventListener("htmx:afterSettle", init);

@@ -30,6 +30,7 @@ from streams_admin.views import screen
 CHART_CONSUMERS = 10  # consumers drawn in "pending per consumer"
 SPARK_STREAMS = 100  # streams one sparklines request may ask for
 SPARK_GROUPS = 500  # group series read for their worst lag, over all the streams asked
+LABEL_BYTES = 120  # of a consumer's name, in a legend
 SPARK_POINTS = 120  # a sparkline is ~100 px wide
 charts = SingleFlight()  # the JSON of each chart asked lately, by target, range, step, names
 STREAM_COLUMNS = ("length", "added")
@@ -65,6 +66,11 @@ def _values(found: history.History, names_: dict[str, str]) -> dict[str, list]:
     """Chart name -> values (floats rounded: 1,000 points of 17 digits is bytes for nothing)."""
     return {out: [_round(v) for v in found.values.get(name, ())] or [None] * len(found.times)
             for out, name in names_.items()}
+
+
+def _label(name: bytes) -> str:
+    """A consumer's name for a legend: a name may be as long as a value, a legend line not."""
+    return names.show(name[:LABEL_BYTES]) + ("…" if len(name) > LABEL_BYTES else "")
 
 
 def _round(value: float | int | None) -> float | int | None:
@@ -118,7 +124,7 @@ def group_history(request: HttpRequest, key: bytes, group: bytes) -> HttpRespons
             "lag", "worst_lag", "time_lag_s", "worst_time_lag_s", "pending", "oldest_pending_s",
             "worst_oldest_pending_s", "out_rate", "consumers")})
         return {**_frame(found), "sampler": sampler_note(), "series": series, "consumers": {
-            "names": [names.show(c) for c in consumers],
+            "names": [_label(c) for c in consumers],
             "pending": [_values(c, {"pending": "pending"})["pending"] for c in each],
             "left_out": total - len(consumers)}}
 

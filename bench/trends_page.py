@@ -94,7 +94,7 @@ def cases(client: Any) -> dict[str, Callable[[], int]]:
 
     def cold(range_: str) -> Callable[[], int]:
         def run() -> int:
-            views.charts.clear()
+            views.forget()
             return get(client, f"{page}?range={range_}") + get(client, f"{data}?range={range_}")
         return run
 

@@ -24,9 +24,9 @@ T0 = 1_700_000_000  # counters count from here: they only grow
 
 @pytest.fixture(autouse=True)
 def fresh_cache():
-    views.charts.clear()  # a response is kept one step: each test reads what it wrote
+    views.forget()  # a response is kept one step: each test reads what it wrote
     yield
-    views.charts.clear()
+    views.forget()
 
 
 def newest(values: list) -> object:
@@ -199,3 +199,18 @@ def test_pages_render_with_no_history_and_say_why(admin_client, r: redis.Redis) 
     overview = admin_client.get("/").content.decode()
     assert f'data-spark="{to_token(KEY)}"' in overview and "data-spark-url=\"/history/\"" in \
         overview
+
+
+def test_a_chart_is_read_once_per_step_whatever_other_ranges_are_asked(
+        admin_client, django_assert_max_num_queries, settings) -> None:
+    step = history.step_of("7d")  # 6 minutes: not about to start a new one
+    time.sleep(max(0.0, 3 - (time.time() % step - (step - 3))) if time.time() % step > step - 3
+               else 0)
+    steady(now10() - 120, now10() + 10)
+    first = admin_client.get(GROUP_URL + "history/?range=7d").content
+    settings.STREAMS_ADMIN = {"SAMPLE_INTERVAL": 1}  # 1 h in 2 s steps: kept 2 s
+    time.sleep(2.2)
+    assert admin_client.get(GROUP_URL + "history/?range=1h").status_code == 200
+    with django_assert_max_num_queries(2):  # the session and its user: no history read
+        again = admin_client.get(GROUP_URL + "history/?range=7d").content
+    assert again == first

@@ -32,7 +32,9 @@ SPARK_STREAMS = 100  # streams one sparklines request may ask for
 SPARK_GROUPS = 500  # group series read for their worst lag, over all the streams asked
 LABEL_BYTES = 120  # of a consumer's name, in a legend
 SPARK_POINTS = 120  # a sparkline is ~100 px wide
-charts = SingleFlight()  # the JSON of each chart asked lately, by target, range, step, names
+# The JSON of each chart asked lately, by target, step and names: a table per range, as a
+# table forgets what is older than the freshness of the request that leads (its range's step).
+charts = {name: SingleFlight() for name in history.RANGES}
 STREAM_COLUMNS = ("length", "added")
 GROUP_COLUMNS = ("read", "lag", "time_lag_ms", "pending", "oldest_ms", "consumers")
 
@@ -47,6 +49,12 @@ def bad_range(request: HttpRequest) -> JsonResponse | None:
                                   f"{', '.join(history.RANGES)}."}, status=400)
 
 
+def forget() -> None:
+    """Every kept chart (tests, benchmarks)."""
+    for table in charts.values():
+        table.clear()
+
+
 def cached(request: HttpRequest, parts: list[bytes], build: Callable[[str, int], dict]
            ) -> HttpResponse:
     """build(range, now)'s JSON, computed once per step of the range by one request in this
@@ -56,8 +64,8 @@ def cached(request: HttpRequest, parts: list[bytes], build: Callable[[str, int],
     now = int(time.time())
     step = history.step_of(chosen)
     digest = hashlib.sha256(b"".join(len(p).to_bytes(8, "big") + p for p in parts)).digest()
-    key = (targets.current_name(), chosen, now // step, digest)
-    body = charts.run(key, step, lambda: json.dumps(
+    key = (targets.current_name(), now // step, digest)
+    body = charts[chosen].run(key, step, lambda: json.dumps(
         build(chosen, now), separators=(",", ":"), allow_nan=False).encode())
     return HttpResponse(body, content_type="application/json")
 

@@ -3,6 +3,7 @@ from django.urls import path, register_converter
 from streams_admin import actions, confirm, views
 from streams_admin.names import NameConverter
 from streams_admin.trends import alert_views, exporter
+from streams_admin.trends import views as trends
 
 register_converter(NameConverter, "name")
 
@@ -23,8 +24,10 @@ urlpatterns = [
     path("alerts/<int:rule_id>/delete/", alert_views.rule_delete, name="alert-delete"),
     path("alerts/<int:rule_id>/test/", alert_views.rule_test, name="alert-test"),
     path("metrics", exporter.metrics, name="metrics"),  # Prometheus: README "Prometheus"
+    path("history/", trends.sparklines, name="sparklines"),  # charts: README "History"
     path(stream, views.stream, name="stream"),
     path(stream + "tail/", views.tail, name="tail"),
+    path(stream + "history/", trends.stream_history, name="stream-history"),
     path(stream + "entries/<str:entry_id>/", views.entry, name="entry"),
     path(stream + "entries/<str:entry_id>/fields/<int:position>/download/", views.download,
          name="download"),
@@ -34,6 +37,7 @@ urlpatterns = [
     path(stream + "create-group/", actions.create_group, name="create-group"),
     path(stream + "redrive/", actions.redrive, name="redrive"),
     path(group, views.group, name="group"),
+    path(group + "history/", trends.group_history, name="group-history"),
     path(group + "ack/", actions.ack, name="ack"),
     path(group + "claim/", actions.claim, name="claim"),
     path(group + "claim-idle/", actions.claim_idle, name="claim-idle"),

@@ -4,6 +4,8 @@
 // [data-live-state] shows that truthfully ("live" / "reconnecting…").
 (function () {
   "use strict";
+  if (window.streamsAdminLive) return; // htmx runs a swapped-in page's scripts again
+  window.streamsAdminLive = true;
   let socket = null;
   let retry = 1000; // ms before reopening a closed socket; doubles up to 30 s
   let state = ["connecting…", "", ""]; // text, badge kind, reason
@@ -57,6 +59,8 @@
 
   function receive(event) {
     const msg = JSON.parse(event.data);
+    // charts.js extends its charts with these (a "stats" or "state" message, as sent)
+    document.dispatchEvent(new CustomEvent("streams-admin:live", { detail: msg }));
     if (msg.type === "stats") {
       retry = 1000;
       show("live", "ok");

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streams_admin import conf
@@ -39,17 +40,59 @@ class History:
 def history(target: str, stream: bytes, group: bytes | None = None,
             consumer: bytes | None = None, range: str = "1h",  # noqa: A002 (the brief's name)
             now: float | None = None) -> History:
+    return histories(target, [(stream, group, consumer)], range, now)[0]
+
+
+Name = tuple[bytes, bytes | None, bytes | None]  # stream, group or None, consumer or None
+
+
+MAX_SERIES = 900  # series one histories() call reads: under SQLite's bound variables
+
+
+def histories(target: str, series: Sequence[Name], range: str = "1h",  # noqa: A002
+              now: float | None = None, columns: tuple[str, ...] | None = None,
+              max_points: int | None = None) -> list[History]:
+    """history() of many series at once, in three queries whatever their number (a chart
+    page: a group and its consumers; the overview: its streams and their groups).
+    columns: the stored columns to keep (storage.COLUMNS' names), to spare the others' work;
+    max_points: fewer than HISTORY_MAX_POINTS (a sparkline)."""
+    if len(series) > MAX_SERIES:
+        raise ValueError(f"{len(series)} series asked at once; at most {MAX_SERIES}")
     seconds = RANGES[range]
-    kind = Series.CONSUMER if consumer is not None else Series.GROUP if group is not None \
-        else Series.STREAM
-    identity = (target, kind, stream, group or b"", consumer or b"")
     end = int(time.time() if now is None else now)
     base = _base(seconds)
-    step = base * max(1, math.ceil(seconds / conf.get("HISTORY_MAX_POINTS") / base))
+    step = step_of(range, max_points)
     start = end - seconds
     start -= start % step
-    times, columns = _points(storage.digest(identity), base, start, end)
-    return _aligned(kind, range, step, start, end, *points.downsample(times, columns, step))
+    digests = [storage.digest(_identity(target, name)) for name in series]
+    found = _points(digests, base, start, end)
+    out = []
+    for name, digest in zip(series, digests, strict=True):
+        times, cols, newest = found.get(digest, ([], {}, None))
+        if columns is not None:
+            cols = {n: v for n, v in cols.items() if n.removesuffix("_max") in columns}
+        out.append(_aligned(_kind(name), range, step, start, end,
+                            *points.downsample(times, cols, step), newest))
+    return out
+
+
+def step_of(range: str, max_points: int | None = None) -> int:  # noqa: A002
+    """Seconds between the points of a range: the base resolution, or a multiple of it that
+    keeps the points within max_points (HISTORY_MAX_POINTS by default)."""
+    seconds = RANGES[range]
+    base = _base(seconds)
+    most = max_points or conf.get("HISTORY_MAX_POINTS")
+    return int(base * max(1, math.ceil(seconds / most / base)))
+
+
+def _kind(name: Name) -> str:
+    return Series.CONSUMER if name[2] is not None else Series.GROUP if name[1] is not None \
+        else Series.STREAM
+
+
+def _identity(target: str, name: Name) -> storage.Identity:
+    stream, group, consumer = name
+    return (target, _kind(name), stream, group or b"", consumer or b"")
 
 
 def _base(seconds: int) -> int:
@@ -57,28 +100,39 @@ def _base(seconds: int) -> int:
     return raw if seconds <= conf.get("HISTORY_RAW_KEEP") else storage.MINUTE
 
 
-def _points(digest: bytes, base: int, start: int, end: int) -> tuple[list[int], points.Columns]:
-    """Chunks of the base resolution over [start, end], with the samples not packed yet."""
-    series = Series.objects.filter(digest=digest).values_list("id", flat=True).first()
-    if series is None:
-        return [], {}
+def _points(digests: list[bytes], base: int, start: int, end: int
+            ) -> dict[bytes, tuple[list[int], points.Columns, int | None]]:
+    """Each series' chunks of the base resolution over [start, end], with the samples not
+    packed yet, and the time of its newest sample not packed (None: none): by digest, for
+    those that have a history."""
+    ids = dict(Series.objects.filter(digest__in=digests).values_list("id", "digest"))
+    if not ids:
+        return {}
     resolution = storage.MINUTE if base == storage.MINUTE else storage.RAW
     span = storage.HOUR if resolution == storage.MINUTE else storage.PERIOD
-    chunks = Chunk.objects.filter(series_id=series, resolution=resolution,
+    chunks = Chunk.objects.filter(series_id__in=ids, resolution=resolution,
                                   start__gt=start - span, start__lte=end).order_by("start")
-    found = [points.unpack(data) for data in chunks.values_list("data", flat=True)]
-    rows = Sample.objects.filter(series_id=series, t__gte=start, t__lte=end).values_list(
-        "t", *storage.COLUMNS)
-    recent = {t: dict(zip(storage.COLUMNS, v, strict=True)) for t, *v in rows}
-    if recent:
-        fresh = points.from_rows(recent)
+    found: dict[int, list[tuple[list[int], points.Columns]]] = {i: [] for i in ids}
+    for series_id, data in chunks.values_list("series_id", "data"):
+        found[series_id].append(points.unpack(data))
+    rows = Sample.objects.filter(series_id__in=ids, t__gte=start, t__lte=end).values_list(
+        "series_id", "t", *storage.COLUMNS)
+    recent: dict[int, dict[int, dict]] = {}
+    for series_id, t, *v in rows:  # a kind's columns only (the others are NULL), as packed
+        recent.setdefault(series_id, {})[t] = {
+            name: value for name, value in zip(storage.COLUMNS, v, strict=True)
+            if value is not None}
+    for series_id, samples in recent.items():
+        fresh = points.from_rows(samples)
         # minute chunks carry NAME_max columns: the fresh samples must too
-        found.append(points.downsample(*fresh, base) if resolution == storage.MINUTE else fresh)
-    return points.merge(*found)
+        found[series_id].append(points.downsample(*fresh, base)
+                                if resolution == storage.MINUTE else fresh)
+    return {bytes(ids[i]): (*points.merge(*sets), max(recent[i]) if i in recent else None)
+            for i, sets in found.items()}
 
 
 def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A002
-             times: list[int], columns: points.Columns) -> History:
+             times: list[int], columns: points.Columns, newest: int | None = None) -> History:
     grid = tuple(range_(start, end + 1, step))
     at = {t: i for i, t in enumerate(times)}
     values: dict[str, tuple[Value, ...]] = {}
@@ -88,7 +142,7 @@ def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A0
         aligned = [column[at[t]] if t in at else None for t in grid]
         values[_name(name)] = tuple(_seconds(aligned) if _is_ms(name) else aligned)
         if name in RATES:
-            values[RATES[name]] = _rates(grid, aligned)
+            values[RATES[name]] = _rates(grid, aligned, newest)
     return History(kind, range, step, grid, values)
 
 
@@ -109,7 +163,8 @@ def _seconds(values: list[int | None]) -> list[Value]:
     return [None if v is None else v / 1000 for v in values]
 
 
-def _rates(grid: tuple[int, ...], counter: list[int | None]) -> tuple[Value, ...]:
+def _rates(grid: tuple[int, ...], counter: list[int | None],
+           newest: int | None = None) -> tuple[Value, ...]:
     """Per second between neighbouring buckets; None across a gap or a reset (a stream
     deleted and created again starts its counters over)."""
     out: list[Value] = [None]
@@ -117,7 +172,22 @@ def _rates(grid: tuple[int, ...], counter: list[int | None]) -> tuple[Value, ...
         a, b = counter[i - 1], counter[i]
         ok = a is not None and b is not None and b >= a
         out.append((b - a) / (grid[i] - grid[i - 1]) if ok else None)  # type: ignore[operator]
+    if newest is not None and len(grid) > 1:
+        _filling(grid, counter, out, newest)
     return tuple(out)
+
+
+def _filling(grid: tuple[int, ...], counter: list[int | None], out: list[Value],
+             newest: int) -> None:
+    """The newest bucket may still be filling: its value was read at `newest`, not at the end
+    of its span as its neighbour's was, so its rate divides by the time really between the two
+    readings (else a 1-minute bucket 10 s old shows a sixth of the rate: a false drop)."""
+    step, interval = grid[1] - grid[0], int(conf.get("SAMPLE_INTERVAL"))
+    i = (newest - grid[0]) // step
+    if not 1 <= i < len(grid) or out[i] is None or newest >= grid[i] + step - interval:
+        return
+    elapsed = newest - (grid[i - 1] + step - interval)
+    out[i] = (counter[i] - counter[i - 1]) / elapsed if elapsed > 0 else None  # type: ignore[operator]
 
 
 def consumers_of(target: str, stream: bytes, group: bytes, limit: int = 100) -> list[bytes]:
@@ -167,3 +237,9 @@ def _lags(times: list[int], columns: points.Columns, since: int, until: int
     lag, trimmed = columns.get("lag", [None] * len(times)), columns.get("trimmed")
     return ([times[i] for i in keep], [lag[i] for i in keep],
             [None if trimmed is None else trimmed[i] for i in keep])
+
+
+def consumer_count(target: str, stream: bytes, group: bytes) -> int:
+    """How many consumers of the group have a history (consumers_of lists the first few)."""
+    return Series.objects.filter(target=target, kind=Series.CONSUMER, stream=stream,
+                                 group=group).count()

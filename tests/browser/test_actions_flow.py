@@ -74,7 +74,7 @@ def test_claim_dead_consumer_ack_trim_destroy(page, dashboard, redis_client: red
     page.locator("#streams").get_by_role("link", name=STREAM, exact=True).click()
     page.get_by_role("link", name=GROUP, exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(GROUP)
-    consumers = page.locator("table").first.locator("tbody tr")
+    consumers = page.locator("table.consumers tbody tr")  # (the charts above have tables)
     pending_rows = page.locator("#pending tbody tr")
     expect(consumer_row(page, DEAD).locator("td.num").first).to_have_text("8")
     expect(consumer_row(page, LIVE).locator("td.num").first).to_have_text("0")
@@ -168,5 +168,5 @@ def test_claim_dead_consumer_ack_trim_destroy(page, dashboard, redis_client: red
 
 
 def consumer_row(tab: Page, name: str) -> Locator:
-    return tab.locator("table").first.locator("tbody tr").filter(
+    return tab.locator("table.consumers tbody tr").filter(
         has=tab.get_by_role("link", name=name, exact=True))

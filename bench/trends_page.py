@@ -1,0 +1,160 @@
+"""The group page with a 7-day chart vs without (issue 13: server time ratio <= 1.5), side by
+side in one run, on a real history: 7 days of samples of the stream, its group and its
+consumers, written in the sampler's layout (tests/history_fill.py).
+
+The charts' data is fetched by the page (charts.js), so what the user waits for is the page
+plus its JSON, one after the other. Cases, interleaved, the median of --rounds each:
+- the page without charts: the same page with templates/streams_admin/_charts.html empty
+  (a template loader in front), i.e. before the charts existed;
+- the page with its charts (?range=7d) + the 7-day JSON, cold: the JSON kept by
+  trends/views.py forgotten before each run (the first viewer in a 6-minute step);
+- the same, kept: another viewer within the step gets the JSON computed for the first;
+- the page + the 1-hour JSON (the default range), cold;
+- and the parts: the page with its charts' markup alone, the kept 7-day JSON alone.
+Requests go through Django's test client (the whole middleware stack) against a private
+redis-server and a throwaway SQLite file. Ratios are printed, not asserted: timings are noisy.
+
+    .venv/bin/python bench/trends_page.py [--rounds 21] [--consumers 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.dashboard_client import django_client  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+STREAM, GROUP = "orders", "billing"
+EMPTY_CHARTS = "".join(f"{{% partialdef {name} %}}{{% endpartialdef %}}" for name in (
+    "head", "ranges", "stream", "group", "spark-head", "spark", "overview"))
+
+
+def seed(r: redis.Redis, consumers: int) -> list[bytes]:
+    """The stream of a busy group: 2,000 entries, each consumer holding 20 pending."""
+    pipe = r.pipeline(transaction=False)
+    for n in range(2000):
+        pipe.xadd(STREAM, {"event_type": "order.created", "n": str(n)})
+    pipe.execute()
+    r.xgroup_create(STREAM, GROUP, id="0")
+    names = [f"worker-{i}".encode() for i in range(consumers)]
+    for name in names:
+        r.xreadgroup(GROUP, name, {STREAM: ">"}, count=20)
+    return names
+
+
+def get(client: Any, url: str) -> int:
+    response = client.get(url)
+    if response.status_code != 200:
+        raise SystemExit(f"{url} answered {response.status_code}")
+    return len(response.content)
+
+
+def without_charts() -> Callable[[bool], None]:
+    """A switch that makes {% include "streams_admin/_charts.html#..." %} render nothing: the
+    page as it was before the charts (no markup, no scripts, no sampler-state queries)."""
+    from django.template import loader_tags
+
+    render = loader_tags.IncludeNode.render
+    off = [False]
+
+    def include(self: Any, context: Any) -> Any:
+        if off[0] and "_charts.html" in str(self.template.var):
+            return ""
+        return render(self, context)
+
+    loader_tags.IncludeNode.render = include  # type: ignore[method-assign]
+    return lambda value: off.__setitem__(0, value)
+
+
+def cases(client: Any) -> dict[str, Callable[[], int]]:
+    from streams_admin.trends import views
+
+    page = f"/streams/{STREAM}/groups/{GROUP}/"
+    data = page + "history/"
+    switch = without_charts()
+
+    def without() -> int:
+        switch(True)
+        try:
+            return get(client, page)
+        finally:
+            switch(False)
+
+    def cold(range_: str) -> Callable[[], int]:
+        def run() -> int:
+            views.forget()
+            return get(client, f"{page}?range={range_}") + get(client, f"{data}?range={range_}")
+        return run
+
+    def warm() -> int:
+        return get(client, f"{page}?range=7d") + get(client, f"{data}?range=7d")
+
+    return {"page without charts": without, "page + 7-day JSON, cold": cold("7d"),
+            "page + 7-day JSON, kept": warm,
+            "  the page with charts alone": lambda: get(client, f"{page}?range=7d"),
+            "  the 7-day JSON alone, kept": lambda: get(client, f"{data}?range=7d"),
+            "page + 1-hour JSON, cold": cold("1h")}
+
+
+def measure(runs: dict[str, Callable[[], int]], rounds: int, warmup: int = 3
+            ) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for n in range(warmup + rounds):
+        for name, run in runs.items():
+            began = time.perf_counter()
+            run()
+            if n >= warmup:
+                times[name].append(time.perf_counter() - began)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--consumers", type=int, default=10,
+                        help="consumers of the group, each with 7 days of history")
+    args = parser.parse_args()
+    server = RedisServer().start()
+    try:
+        names = seed(redis.Redis.from_url(server.url), args.consumers)
+        client, _ = django_client(server.url)
+        from streams_admin import acl
+        from tests.history_fill import fill
+
+        acl.forbidden = lambda actions, key: {}  # as bench/pages.py: not part of the figure
+        began = time.perf_counter()
+        written = fill("default", STREAM.encode(), GROUP.encode(), names, days=7)
+        print(f"redis-server on port {server.port}, {os.cpu_count()} CPUs; history: "
+              f"{written:,} samples of 1 stream, 1 group, {len(names)} consumers over 7 days "
+              f"written in {time.perf_counter() - began:.1f} s")
+        runs = cases(client)
+        sizes = {name: run() for name, run in runs.items()}
+        times = measure(runs, args.rounds)
+    finally:
+        server.stop()
+    base = statistics.median(times["page without charts"])
+    print(f"\ngroup page, 7-day chart vs without, interleaved x{args.rounds} (median):")
+    print(f"  {'case':32} {'median ms':>10} {'p90 ms':>8} {'ratio':>6} {'bytes':>9}")
+    for name, runs_ in times.items():
+        ordered = sorted(runs_)
+        median = statistics.median(ordered)
+        p90 = ordered[int(0.9 * (len(ordered) - 1))]
+        print(f"  {name:32} {median * 1000:10.1f} {p90 * 1000:8.1f} {median / base:5.2f}x"
+              f" {sizes[name]:9,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

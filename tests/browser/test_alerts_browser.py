@@ -18,6 +18,7 @@ import redis
 from playwright.sync_api import Browser, expect
 
 from tests.browser.conftest import ROOT, Dashboard, serve
+from tests.browser.test_flow import log_in
 from tests.redis_server import RedisServer
 from tests.webhook import Receiver
 
@@ -66,10 +67,7 @@ def test_rules_made_in_the_browser_fire_and_are_delivered(
     context = browser.new_context(viewport=VIEWPORT, base_url=dashboard.url)
     context.set_default_timeout(10_000)
     page = context.new_page()
-    page.goto("/login/")
-    page.locator("#id_username").fill(dashboard.username)
-    page.locator("#id_password").fill(dashboard.password)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, dashboard)
 
     page.get_by_role("navigation").get_by_role("link", name="Alerts").click()
     page.get_by_role("link", name="New rule").click()

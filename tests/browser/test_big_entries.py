@@ -11,6 +11,7 @@ import redis
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import Dashboard
+from tests.browser.test_flow import log_in
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.browser
@@ -27,11 +28,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
 def page(browser: Browser, dashboard: Dashboard) -> Iterator[Page]:
     context = browser.new_context(base_url=dashboard.url)  # Playwright's default timeouts
     page = context.new_page()
-    page.goto("/login/")
-    page.locator("#id_username").fill(dashboard.username)
-    page.locator("#id_password").fill(dashboard.password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Streams", exact=True)).to_be_visible()
+    log_in(page, dashboard)
     yield page
     context.close()
 

@@ -22,6 +22,7 @@ import redis
 from playwright.sync_api import Browser, Page, expect
 
 from tests.browser.conftest import ROOT, Dashboard, serve
+from tests.browser.test_flow import log_in
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.browser
@@ -73,11 +74,7 @@ def tab(browser: Browser, dashboard: Dashboard, **options) -> Page:
     OPEN.append(context)
     page = context.new_page()
     page.add_init_script(CSP_PROBE)
-    page.goto("/login/")
-    page.locator("#id_username").fill(dashboard.username)
-    page.locator("#id_password").fill(dashboard.password)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Streams", exact=True)).to_be_visible()
+    log_in(page, dashboard)
     return page
 
 

@@ -1,8 +1,8 @@
 """The bus on Redis Cluster: pipelines through redis-py's cluster client, commits per slot.
 
-A ClusterPipeline sends each node its commands in one round trip (nodes in parallel), but a
-MULTI or a script may only touch keys of one slot (else CROSSSLOT). So an entry's commit (its
-reply, dead letter or idempotency marker, then its XACK) is:
+Each primary gets its share of a pipeline in one round trip, the primaries at once
+(cluster_send.py), but a MULTI or a script may only touch keys of one slot (else CROSSSLOT).
+So an entry's commit (its reply, dead letter or idempotency marker, then its XACK) is:
 
 - one slot (the opt-in hash-tag naming, `agent:stream:{task.created}`): one script, atomic as
   the MULTI on a standalone Redis;
@@ -20,17 +20,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.crc import key_slot
-from redis.exceptions import (
-    ClusterDownError,
-    RedisClusterException,
-    ResponseError,
-    SlotNotCoveredError,
-    TryAgainError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, ResponseError
 
-from streams_admin.bus import lua
+from streams_admin.bus import cluster_send, lua
+from streams_admin.bus.cluster_send import RETRYABLE, slot_of
 from streams_admin.bus.coalesce import (
     Coalescer,
     Command,
@@ -41,8 +35,6 @@ from streams_admin.bus.coalesce import (
 )
 from streams_admin.bus.lua import Lua
 
-# Worth sending again (only these commands, not the whole pipeline): a node away, a failover.
-RETRYABLE = (*Unavailable, ClusterDownError, TryAgainError, SlotNotCoveredError)
 # What the consumer waits out with backoff on a cluster, besides Redis being away.
 TRANSIENT = (*Unavailable, RedisClusterException)
 
@@ -87,10 +79,6 @@ async def guarded[T](client: Any, call: Awaitable[T], timeout: float | None = No
 
 def _word(arg: Any) -> str:
     return (arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)).upper()
-
-
-def slot_of(key: Any) -> int:
-    return key_slot(key.encode() if isinstance(key, str) else key)
 
 
 def atomic(commands: list[Command]) -> Command:
@@ -183,10 +171,7 @@ async def _scripts_loaded(client: Any, commands: list[Command]) -> list[Any]:
 
 
 async def _send(client: Any, commands: list[Command]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for command in commands:
-        pipe.execute_command(*command)
-    return list(await guarded(client, pipe.execute(raise_on_error=False)))
+    return await guarded(client, cluster_send.send(client, commands))
 
 
 def _split(commands: list[Command]) -> tuple[list[Command], list[Command]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,6 +38,8 @@ from streams_admin.bus.lua import Lua
 # What the consumer waits out with backoff on a cluster, besides Redis being away.
 TRANSIENT = (*Unavailable, RedisClusterException)
 
+# How an entry's commit goes: its XACKs alone, one script, or writes then XACKs.
+Plan = Literal["acks", "atomic", "steps"]
 # Runs ARGV as commands, stopping at the first error; keys declared, so routed by slot.
 ATOMIC = Lua.file(__file__, "atomic.lua")
 
@@ -129,28 +131,28 @@ class ClusterCoalescer(Coalescer):
         return None
 
     async def _commit(self, batches: list[_Batch]) -> list[list[Any] | BaseException]:
-        """Step one: atomic scripts and the writes before each cross-slot XACK. Step two:
-        those XACKs whose writes all succeeded."""
+        """Step one: what may go at once -- an entry's bare XACK (nothing to store first:
+        the handler succeeded with no reply), the atomic scripts, the writes before each
+        cross-slot XACK. Step two: those XACKs whose writes all succeeded."""
         first: list[Command] = []
-        plans: list[tuple[int, int, bool]] = []  # (start in `first`, count, atomic)
+        plans: list[tuple[int, int, Plan]] = []  # (start in `first`, count, how)
         for batch in batches:
-            acks, writes = _split(batch.commands)
-            if writes and len({slot_of(c[1]) for c in batch.commands}) == 1:
-                plans.append((len(first), 1, True))
+            start, how = len(first), _plan(batch.commands)
+            if how == "atomic":
                 first.append(atomic(batch.commands))
             else:
-                plans.append((len(first), len(writes), False))
-                first += writes
+                first += batch.commands if how == "acks" else _split(batch.commands)[1]
+            plans.append((start, len(first) - start, how))
         done = await self._execute(first) if first else []
         second: list[Command] = []
-        for batch, (start, count, whole) in zip(batches, plans, strict=True):
-            if not whole and not any(isinstance(r, Exception) for r in done[start:start + count]):
+        for batch, (start, count, how) in zip(batches, plans, strict=True):
+            if how == "steps" and not any(isinstance(r, Exception)
+                                          for r in done[start:start + count]):
                 second += _split(batch.commands)[0]
         acked = iter(await self._execute(second) if second else [])
-        outcomes: list[list[Any] | BaseException] = []
-        for batch, (start, count, whole) in zip(batches, plans, strict=True):
-            outcomes.append(_outcome(batch, done[start:start + count], whole, acked))
-        return outcomes
+        return [done[start:start + count] if how == "acks"
+                else _outcome(batch, done[start:start + count], how == "atomic", acked)
+                for batch, (start, count, how) in zip(batches, plans, strict=True)]
 
 
 async def _scripts_loaded(client: Any, commands: list[Command]) -> list[Any]:
@@ -172,6 +174,12 @@ async def _scripts_loaded(client: Any, commands: list[Command]) -> list[Any]:
 
 async def _send(client: Any, commands: list[Command]) -> list[Any]:
     return await guarded(client, cluster_send.send(client, commands))
+
+
+def _plan(commands: list[Command]) -> Plan:
+    if all(c[0] == "XACK" for c in commands):
+        return "acks"
+    return "atomic" if len({slot_of(c[1]) for c in commands}) == 1 else "steps"
 
 
 def _split(commands: list[Command]) -> tuple[list[Command], list[Command]]:

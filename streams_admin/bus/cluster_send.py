@@ -67,9 +67,7 @@ async def send(client: Any, commands: list[Command]) -> list[Any]:
         await _write(commands, shares, replies)
         todo = [i for share in shares.values() for i in share
                 if isinstance(replies[i], AskError)]  # a MovedError is an AskError
-        for moved in {e.slot_id: e for i in todo
-                      if isinstance(e := replies[i], MovedError)}.values():
-            await manager.move_slot(moved)
+        await _patch(manager, [replies[i] for i in todo])
         if not todo:
             break
     again = sorted({*rest, *(i for i, r in enumerate(replies) if isinstance(r, REDIRECTED))})
@@ -83,8 +81,9 @@ async def send(client: Any, commands: list[Command]) -> list[Any]:
 
 def _route(manager: NodesManager, commands: list[Command], todo: list[int],
            replies: list[Any]) -> tuple[dict[Share, list[int]], list[int]]:
-    """Positions by the node each command goes to, in order; those we cannot route. A key is
-    looked up once per call: a batch is mostly a few streams."""
+    """Positions by the node each command goes to, in order; those we cannot route (an ASK
+    naming a node the map lacks, one that held no slot yet, too). A key is looked up once
+    per call: a batch is mostly a few streams."""
     nodes: dict[Any, ClusterNode | None] = {}
     shares: dict[Share, list[int]] = {}
     rest: list[int] = []
@@ -176,6 +175,13 @@ def _parsed(node: ClusterNode, commands: list[Command], replies: list[Any]) -> l
     callbacks = node.response_callbacks
     return [callbacks[c[0]](r) if c[0] in callbacks and not isinstance(r, Exception) else r
             for c, r in zip(commands, replies, strict=True)]
+
+
+async def _patch(manager: NodesManager, redirects: list[AskError]) -> None:
+    """The slot map patched by each MOVED (once per slot), as redis-py does on one: the
+    slot's new primary is named in it. An ASK changes nothing: the slot is still migrating."""
+    for moved in {e.slot_id: e for e in redirects if isinstance(e, MovedError)}.values():
+        await manager.move_slot(moved)
 
 
 async def _renew(manager: NodesManager, errors: list[Any]) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import redis
+from redis.crc import key_slot
 
 from tests.redis_server import RedisServer, cli, free_port
 
@@ -106,3 +107,33 @@ class RedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+class Migration:
+    """One slot moving from the primary holding it to another, key by key, as
+    `redis-cli --cluster reshard` does it (a cluster of primaries only: any other node is
+    one)."""
+
+    def __init__(self, cluster: RedisCluster, key: str) -> None:
+        self.slot = key_slot(key.encode())
+        source = cluster.primary_of(key)
+        target = next(n for n in cluster.nodes if n.port != source.port)
+        self.source, self.target = redis.Redis(port=source.port), redis.Redis(port=target.port)
+        self.others = [redis.Redis(port=n.port) for n in cluster.nodes
+                       if n.port not in (source.port, target.port)]
+        self.target_port = target.port
+        target_id = self.target.execute_command("CLUSTER MYID").decode()
+        source_id = self.source.execute_command("CLUSTER MYID").decode()
+        self.target.execute_command("CLUSTER SETSLOT", self.slot, "IMPORTING", source_id)
+        self.source.execute_command("CLUSTER SETSLOT", self.slot, "MIGRATING", target_id)
+        self.target_id = target_id
+
+    def move(self, *keys: str) -> None:
+        self.source.execute_command("MIGRATE", "127.0.0.1", self.target_port, "", 0, 5000,
+                                    "KEYS", *keys)
+
+    def finish(self) -> None:
+        for node in (self.target, self.source, *self.others):
+            node.execute_command("CLUSTER SETSLOT", self.slot, "NODE", self.target_id)
+        for node in (self.source, self.target, *self.others):
+            node.close()

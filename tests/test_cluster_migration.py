@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 
 from streams_admin import consumers
-from tests.cluster_server import RedisCluster
+from tests.cluster_server import Migration, RedisCluster
 from tests.html import table
 from tests.test_tail_hardening import open_page
 
@@ -42,34 +42,6 @@ def mc(moving_cluster: RedisCluster, settings) -> Iterator[redis.RedisCluster]:
 @pytest.fixture
 def staff():
     return get_user_model().objects.create_user("op", password="pw", is_staff=True)
-
-
-class Migration:
-    """One slot moving from the primary holding it to another, key by key."""
-
-    def __init__(self, cluster: RedisCluster, key: str) -> None:
-        self.slot = redis.RedisCluster.keyslot(cluster.client(), key)
-        source = cluster.primary_of(key)
-        target = next(n for n in cluster.nodes if n.port != source.port)
-        self.source, self.target = redis.Redis(port=source.port), redis.Redis(port=target.port)
-        self.others = [redis.Redis(port=n.port) for n in cluster.nodes
-                       if n.port not in (source.port, target.port)]
-        self.target_port = target.port
-        target_id = self.target.execute_command("CLUSTER MYID").decode()
-        source_id = self.source.execute_command("CLUSTER MYID").decode()
-        self.target.execute_command("CLUSTER SETSLOT", self.slot, "IMPORTING", source_id)
-        self.source.execute_command("CLUSTER SETSLOT", self.slot, "MIGRATING", target_id)
-        self.target_id = target_id
-
-    def move(self, *keys: str) -> None:
-        self.source.execute_command("MIGRATE", "127.0.0.1", self.target_port, "", 0, 5000,
-                                    "KEYS", *keys)
-
-    def finish(self) -> None:
-        for node in (self.target, self.source, *self.others):
-            node.execute_command("CLUSTER SETSLOT", self.slot, "NODE", self.target_id)
-        for node in (self.source, self.target, *self.others):
-            node.close()
 
 
 def text(content: bytes) -> str:

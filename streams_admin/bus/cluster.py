@@ -1,8 +1,8 @@
 """The bus on Redis Cluster: pipelines through redis-py's cluster client, commits per slot.
 
-A ClusterPipeline sends each node its commands in one round trip (nodes in parallel), but a
-MULTI or a script may only touch keys of one slot (else CROSSSLOT). So an entry's commit (its
-reply, dead letter or idempotency marker, then its XACK) is:
+Each primary gets its share of a pipeline in one round trip, the primaries at once
+(cluster_send.py), but a MULTI or a script may only touch keys of one slot (else CROSSSLOT).
+So an entry's commit (its reply, dead letter or idempotency marker, then its XACK) is:
 
 - one slot (the opt-in hash-tag naming, `agent:stream:{task.created}`): one script, atomic as
   the MULTI on a standalone Redis;
@@ -17,20 +17,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
-from redis.crc import key_slot
-from redis.exceptions import (
-    ClusterDownError,
-    RedisClusterException,
-    ResponseError,
-    SlotNotCoveredError,
-    TryAgainError,
-)
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, ResponseError
 
-from streams_admin.bus import lua
+from streams_admin.bus import cluster_send, lua
+from streams_admin.bus.cluster_send import RETRYABLE, slot_of
 from streams_admin.bus.coalesce import (
     Coalescer,
     Command,
@@ -41,11 +35,11 @@ from streams_admin.bus.coalesce import (
 )
 from streams_admin.bus.lua import Lua
 
-# Worth sending again (only these commands, not the whole pipeline): a node away, a failover.
-RETRYABLE = (*Unavailable, ClusterDownError, TryAgainError, SlotNotCoveredError)
 # What the consumer waits out with backoff on a cluster, besides Redis being away.
 TRANSIENT = (*Unavailable, RedisClusterException)
 
+# How an entry's commit goes: its XACKs alone, one script, or writes then XACKs.
+Plan = Literal["acks", "atomic", "steps"]
 # Runs ARGV as commands, stopping at the first error; keys declared, so routed by slot.
 ATOMIC = Lua.file(__file__, "atomic.lua")
 
@@ -89,10 +83,6 @@ def _word(arg: Any) -> str:
     return (arg.decode("latin-1") if isinstance(arg, bytes) else str(arg)).upper()
 
 
-def slot_of(key: Any) -> int:
-    return key_slot(key.encode() if isinstance(key, str) else key)
-
-
 def atomic(commands: list[Command]) -> Command:
     keys = list(dict.fromkeys(c[1] for c in commands))
     argv: list[Any] = []
@@ -106,8 +96,8 @@ class ClusterCoalescer(Coalescer):
 
     async def _pipeline(self, commands: list[Command]) -> list[Any]:
         """Each command's result. One XACK per stream and group, as on one server: a worker
-        acks a batch of entries of one stream, and redis-py's cluster pipeline spends tens of
-        microseconds of Python on each command it routes and packs."""
+        acks a batch of entries of one stream, one command to route, pack and read instead
+        of one per entry."""
         wire, where = _merge_acks(commands)
         replies = await self._send(wire)
         return [replies[i] for i in where]
@@ -141,28 +131,28 @@ class ClusterCoalescer(Coalescer):
         return None
 
     async def _commit(self, batches: list[_Batch]) -> list[list[Any] | BaseException]:
-        """Step one: atomic scripts and the writes before each cross-slot XACK. Step two:
-        those XACKs whose writes all succeeded."""
+        """Step one: what may go at once -- an entry's bare XACK (nothing to store first:
+        the handler succeeded with no reply), the atomic scripts, the writes before each
+        cross-slot XACK. Step two: those XACKs whose writes all succeeded."""
         first: list[Command] = []
-        plans: list[tuple[int, int, bool]] = []  # (start in `first`, count, atomic)
+        plans: list[tuple[int, int, Plan]] = []  # (start in `first`, count, how)
         for batch in batches:
-            acks, writes = _split(batch.commands)
-            if writes and len({slot_of(c[1]) for c in batch.commands}) == 1:
-                plans.append((len(first), 1, True))
+            start, how = len(first), _plan(batch.commands)
+            if how == "atomic":
                 first.append(atomic(batch.commands))
             else:
-                plans.append((len(first), len(writes), False))
-                first += writes
+                first += batch.commands if how == "acks" else _split(batch.commands)[1]
+            plans.append((start, len(first) - start, how))
         done = await self._execute(first) if first else []
         second: list[Command] = []
-        for batch, (start, count, whole) in zip(batches, plans, strict=True):
-            if not whole and not any(isinstance(r, Exception) for r in done[start:start + count]):
+        for batch, (start, count, how) in zip(batches, plans, strict=True):
+            if how == "steps" and not any(isinstance(r, Exception)
+                                          for r in done[start:start + count]):
                 second += _split(batch.commands)[0]
         acked = iter(await self._execute(second) if second else [])
-        outcomes: list[list[Any] | BaseException] = []
-        for batch, (start, count, whole) in zip(batches, plans, strict=True):
-            outcomes.append(_outcome(batch, done[start:start + count], whole, acked))
-        return outcomes
+        return [done[start:start + count] if how == "acks"
+                else _outcome(batch, done[start:start + count], how == "atomic", acked)
+                for batch, (start, count, how) in zip(batches, plans, strict=True)]
 
 
 async def _scripts_loaded(client: Any, commands: list[Command]) -> list[Any]:
@@ -183,10 +173,13 @@ async def _scripts_loaded(client: Any, commands: list[Command]) -> list[Any]:
 
 
 async def _send(client: Any, commands: list[Command]) -> list[Any]:
-    pipe = client.pipeline(transaction=False)
-    for command in commands:
-        pipe.execute_command(*command)
-    return list(await guarded(client, pipe.execute(raise_on_error=False)))
+    return await guarded(client, cluster_send.send(client, commands))
+
+
+def _plan(commands: list[Command]) -> Plan:
+    if all(c[0] == "XACK" for c in commands):
+        return "acks"
+    return "atomic" if len({slot_of(c[1]) for c in commands}) == 1 else "steps"
 
 
 def _split(commands: list[Command]) -> tuple[list[Command], list[Command]]:

@@ -14,7 +14,8 @@ from redis.exceptions import ResponseError
 from redis.typing import StreamIdT
 
 from streams_admin.bus import coalesce
-from streams_admin.bus.cluster import TRANSIENT, guarded, slot_of
+from streams_admin.bus.cluster import TRANSIENT, guarded
+from streams_admin.bus.cluster_send import slot_of
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import text
 from streams_admin.bus.handling import Handling, Subscription, cancelled_quietly

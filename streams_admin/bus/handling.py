@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from streams_admin.bus import cluster, wire
+from streams_admin.bus import wire
+from streams_admin.bus.cluster_send import slot_of
 from streams_admin.bus.coalesce import Coalescer, Command, xadd
 from streams_admin.bus.config import BusConfig
 from streams_admin.bus.envelope import Envelope, Keys, MalformedEntry, decode, encode, now_iso
@@ -184,7 +185,7 @@ class Handling:
         (the second step failed, so it came back): then only the XACK is left to do. Looks
         at the newest RECOGNISE dead letters only (bounded work); an older copy is missed
         and the entry is dead-lettered twice (docs/bus.md)."""
-        if not self.cluster or cluster.slot_of(dead) == cluster.slot_of(stream):
+        if not self.cluster or slot_of(dead) == slot_of(stream):
             return False  # one slot: the copy and the XACK were one script, all or nothing
         (recent,) = await self.commands.run([("XREVRANGE", dead, "+", "-", "COUNT", RECOGNISE)])
         if isinstance(recent, Exception):

@@ -58,6 +58,11 @@ class Markers:
             self._renewer.cancel()
             self._renewer = None
 
+    async def held(self, key: str) -> bytes | None:
+        """What the marker holds now: DONE, a running copy's token, or None."""
+        (value,) = await self.commands.run([("GET", key)])
+        return cast(bytes | None, value)
+
     async def take(self, key: str, entry_id: str) -> bytes | None:
         """None if this delivery may run (the lease is ours); else what the marker holds."""
         token = f"running:{self.consumer}:{entry_id}".encode()

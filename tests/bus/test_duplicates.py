@@ -14,6 +14,7 @@ from tests.bus.faults import ReplyLosingProxy
 from tests.redis_server import group_lag, needs_redis_7
 
 STREAM = "agent:stream:task.created"
+DEADLETTER = "agent:stream:deadletter:task.created"
 
 
 def copy_of(event_id: str) -> dict[str, str]:
@@ -54,7 +55,10 @@ async def test_copies_read_in_one_batch_run_once(make_bus, r: redis.Redis, copie
 async def test_copies_on_two_consumers_of_a_group_run_once(make_bus, r: redis.Redis) -> None:
     needs_redis_7(r, "has no PEXPIRE … GT: a lease is not renewed (bus/idempotency.py), so a "
                   "copy running longer than min_idle_ms may run again")
-    first, second = make_bus(max_in_flight=1), make_bus(max_in_flight=1)
+    # max_deliveries 2: b's copy is redelivered more often than that while a runs (every
+    # min_idle_ms, 0.2 s), and must wait, not go to the dead letters as a poison entry.
+    first, second = (make_bus(max_in_flight=1, max_deliveries=2),
+                     make_bus(max_in_flight=1, max_deliveries=2))
     runs: list[str] = []
     release = asyncio.Event()
 
@@ -77,12 +81,16 @@ async def test_copies_on_two_consumers_of_a_group_run_once(make_bus, r: redis.Re
                 what="each consumer holding one copy")
             await asyncio.sleep(0.8)  # b retried it (min_idle 0.2 s) and must not have run it
             assert len(runs) == 1
+            await wait_for(lambda: r.xpending(STREAM, "g")["max"] and max(
+                p["times_delivered"] for p in r.xpending_range(STREAM, "g", "-", "+", 10)) > 2,
+                what="the waiting copy delivered more than max_deliveries times")
             release.set()
             await wait_for(lambda: all_acked(r), what="both copies acked")
     assert len(runs) == 1
     # The copy that did not run was acked as a duplicate (by b, or by a should a have taken
     # it over from b while b waited to retry it).
     assert duplicates(first) + duplicates(second) >= 1
+    assert not r.exists(DEADLETTER)
 
 
 async def test_copy_whose_run_crashed_is_retried_once(make_bus, r: redis.Redis) -> None:

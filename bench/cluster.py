@@ -613,6 +613,9 @@ def main() -> int:
     parser.add_argument("--viewers", type=int, default=20)
     parser.add_argument("--firehose-streams", type=int, default=6, help="spread over the primaries")
     parser.add_argument("--firehose-runs", type=int, default=2, help="runs of each setup")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="replicas per primary (1): 0 shows what replication costs here, "
+                             "where every redis-server shares the same cores")
     parser.add_argument("--profile", metavar="DIR",
                         help="run each firehose run's Daphne under cProfile, its log kept, in DIR")
     args = parser.parse_args()
@@ -622,11 +625,17 @@ def main() -> int:
     parts = args.parts.split(",")
     started = time.monotonic()
     load_before = load_average()
-    server, cluster = RedisServer().start(), RedisCluster().start()
+    server, cluster = RedisServer().start(), RedisCluster(replicas=args.replicas).start()
+    # Like for like: the one server gets as many replicas as each primary (each write is
+    # replicated on both sides, by processes on the same cores).
+    replicas = [RedisServer().start() for _ in range(args.replicas)]
+    for replica in replicas:
+        redis.Redis(port=replica.port).replicaof("127.0.0.1", server.port)
     try:
         info = redis.Redis.from_url(server.url).info("server")
-        print(f"# Redis Cluster (3 primaries + 3 replicas) beside one redis-server "
-              f"{info['redis_version']}, {os.cpu_count()} cores, load average {load_before}")
+        print(f"# Redis Cluster (3 primaries + {3 * args.replicas} replicas) beside one "
+              f"redis-server {info['redis_version']} (+ {args.replicas} replicas), "
+              f"{os.cpu_count()} cores, load average {load_before}")
         both = setups(server, cluster)
         if "firehose" in parts:
             firehose_part(both, args)
@@ -635,7 +644,8 @@ def main() -> int:
         if "overview" in parts:
             overview_part(both, args.streams, args.rounds)
     finally:
-        server.stop()
+        for node in (server, *replicas):
+            node.stop()
         cluster.stop()
     print("\n## Against the targets\n")
     w0 = max(len(v[0]) for v in verdicts) if verdicts else 0

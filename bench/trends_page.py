@@ -7,9 +7,11 @@ plus its JSON, one after the other. Cases, interleaved, the median of --rounds e
 - the page without charts: the same page with templates/streams_admin/_charts.html empty
   (a template loader in front), i.e. before the charts existed;
 - the page with its charts (?range=7d) + the 7-day JSON, cold: the JSON kept by
-  trends/views.py forgotten before each run (the first viewer in a 6-minute step);
+  trends/views.py forgotten before each run (the first viewer in a 6-minute step; the chunks
+  of past days decoded by an earlier step are kept: trends/history.py _unpacked);
+- the same, first in the process: the decoded chunks forgotten too (a process just started);
 - the same, kept: another viewer within the step gets the JSON computed for the first;
-- the page + the 1-hour JSON (the default range), cold;
+- the page + the 24-hour JSON (minute points), cold; the 1-hour JSON (the default range), cold;
 - and the parts: the page with its charts' markup alone, the kept 7-day JSON alone.
 Requests go through Django's test client (the whole middleware stack) against a private
 redis-server and a throwaway SQLite file. Ratios are printed, not asserted: timings are noisy.
@@ -79,7 +81,7 @@ def without_charts() -> Callable[[bool], None]:
 
 
 def cases(client: Any) -> dict[str, Callable[[], int]]:
-    from streams_admin.trends import views
+    from streams_admin.trends import history, views
 
     page = f"/streams/{STREAM}/groups/{GROUP}/"
     data = page + "history/"
@@ -92,9 +94,11 @@ def cases(client: Any) -> dict[str, Callable[[], int]]:
         finally:
             switch(False)
 
-    def cold(range_: str) -> Callable[[], int]:
+    def cold(range_: str, first: bool = False) -> Callable[[], int]:
         def run() -> int:
             views.forget()
+            if first:
+                history._unpacked.cache_clear()
             return get(client, f"{page}?range={range_}") + get(client, f"{data}?range={range_}")
         return run
 
@@ -102,9 +106,12 @@ def cases(client: Any) -> dict[str, Callable[[], int]]:
         return get(client, f"{page}?range=7d") + get(client, f"{data}?range=7d")
 
     return {"page without charts": without, "page + 7-day JSON, cold": cold("7d"),
+            "page + 7-day JSON, first": cold("7d", first=True),
             "page + 7-day JSON, kept": warm,
             "  the page with charts alone": lambda: get(client, f"{page}?range=7d"),
             "  the 7-day JSON alone, kept": lambda: get(client, f"{data}?range=7d"),
+            "page + 24-hour JSON, cold": cold("24h"),
+            "page + 24-hour JSON, first": cold("24h", first=True),
             "page + 1-hour JSON, cold": cold("1h")}
 
 

@@ -71,9 +71,17 @@ def cached(request: HttpRequest, parts: list[bytes], build: Callable[[str, int],
 
 
 def _values(found: history.History, names_: dict[str, str]) -> dict[str, list]:
-    """Chart name -> values (floats rounded: 1,000 points of 17 digits is bytes for nothing)."""
-    return {out: [_round(v) for v in found.values.get(name, ())] or [None] * len(found.times)
+    """Chart name -> values (rates rounded: 1,000 points of 17 digits is bytes for nothing;
+    the others are integers, or milliseconds / 1000 that print as short as they are)."""
+    return {out: _rounded(found.values.get(name, ()), name) or [None] * len(found.times)
             for out, name in names_.items()}
+
+
+def _rounded(values: tuple, name: str) -> list:
+    return [_round(v) for v in values] if name in RATES else list(values)
+
+
+RATES = set(history.RATES.values())  # the values computed as floats of any length
 
 
 def _label(name: bytes) -> str:

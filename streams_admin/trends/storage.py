@@ -180,3 +180,30 @@ KEEP = {RAW: "HISTORY_RAW_KEEP", MINUTE: "HISTORY_MINUTE_KEEP", TEN: "HISTORY_TE
 def _delete(query: Any) -> int:
     ids = list(query.order_by().values_list("id", flat=True)[:PURGE_BATCH])
     return query.model.objects.filter(id__in=ids).delete()[0] if ids else 0
+
+
+def backfill(chunk_model: Any, series: list[int]) -> int:
+    """10-minute chunks of these series from their minute chunks (history written before the
+    10-minute tier existed: migration 0006 calls this a batch of series at a time, with its
+    historical model). Where a 10-minute chunk exists (the sampler ran first), its points win.
+    Returns how many chunks it wrote."""
+    days: dict[tuple[int, int], list[tuple[list[int], points.Columns]]] = {}
+    minutes = chunk_model.objects.filter(series_id__in=series, resolution=MINUTE).order_by(
+        "series_id", "start").values_list("series_id", "start", "data")
+    for series_id, start, data in minutes.iterator(chunk_size=500):
+        days.setdefault((series_id, start - start % DAY), []).append(
+            points.downsample(*points.unpack(data), TEN))
+    existing = {(c.series_id, c.start): c for c in chunk_model.objects.filter(
+        series_id__in=series, resolution=TEN, start__in={day for _, day in days})}
+    new, changed = [], []
+    for (series_id, day), sets in days.items():
+        chunk = existing.get((series_id, day))
+        if chunk is None:
+            new.append(chunk_model(series_id=series_id, resolution=TEN, start=day,
+                                   data=points.pack(*points.merge(*sets))))
+        else:
+            chunk.data = points.pack(*points.merge(*sets, points.unpack(chunk.data)))
+            changed.append(chunk)
+    chunk_model.objects.bulk_create(new, batch_size=500)
+    chunk_model.objects.bulk_update(changed, ["data"], batch_size=500)
+    return len(new) + len(changed)

@@ -144,7 +144,9 @@ def storage_size(groups: int) -> None:
             series.append((kind, key, group, consumer))
     ids = storage.series_ids([("default", *s) for s in series], {})
     kinds = [s[0] for s in series]
-    for hour in range(7 * 24):  # one transaction per hour of data: minute chunks
+    from streams_admin import conf
+
+    for hour in range(conf.get("HISTORY_MINUTE_KEEP") // 3600 + 1):  # a transaction an hour
         start = now - (hour + 1) * 3600
         rows = [Chunk(series_id=i, resolution=storage.MINUTE, start=start,
                       data=points.pack(*points.downsample(*random_points(start, 60, 60, k), 60)))

@@ -7,7 +7,7 @@ plus its JSON, one after the other. Cases, interleaved, the median of --rounds e
 - the page without charts: the same page with templates/streams_admin/_charts.html empty
   (a template loader in front), i.e. before the charts existed;
 - the page with its charts (?range=7d) + the 7-day JSON, cold: the JSON kept by
-  trends/views.py forgotten before each run (the first viewer in a 6-minute step: the chunks
+  trends/views.py forgotten before each run (the first viewer in a 10-minute step: the chunks
   decoded by the step before are kept, trends/history.py _unpacked, but not today's, into
   which the sampler folded a period since: they are given new bytes, untimed);
 - the same, first in the process: no decoded chunk kept (a process just started);

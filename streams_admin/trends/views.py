@@ -5,7 +5,7 @@ a chart still draws while Redis is down).
 Permission and scope as the pages (views.screen: may_view on the target served, a key outside
 KEY_PATTERN is a 404). Output is bounded: at most HISTORY_MAX_POINTS points a series,
 CHART_CONSUMERS consumers (the response says how many were left out), SPARK_STREAMS streams.
-A response is kept for one step of its range (10 s up to 6 h, 6 min for 7 days), and requests
+A response is kept for one step of its range (10 s up to 6 h, 10 min for 7 days), and requests
 for it at the same moment share one computation: 50 people on the same group page read its
 history once (a 7-day read of a group and 10 consumers: ~90 daily rows of 10-minute points,
 and only today's decoded again in a later step: history._unpacked).

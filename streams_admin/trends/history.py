@@ -125,21 +125,24 @@ def _points(digests: list[bytes], resolution: int, base: int, start: int, end: i
     """Each series' chunks of the base resolution over [start, end], with the samples not
     packed yet, and the time of its newest sample not packed (None: none): by digest, for
     those that have a history. columns: those to keep (and their NAME_max), None: all."""
-    ids = dict(Series.objects.filter(digest__in=digests).values_list("id", "digest"))
-    if not ids:
-        return {}
-    chunks = Chunk.objects.filter(series_id__in=ids, resolution=resolution,
+    # Two queries, each joined to its series by digest (a unique index): a series with
+    # neither chunks nor samples in the range has no history there, as one never sampled
+    ids: dict[int, bytes | memoryview] = {}  # PostgreSQL hands back memoryviews
+    chunks = Chunk.objects.filter(series__digest__in=digests, resolution=resolution,
                                   start__gt=start - storage.SPANS[resolution],
                                   start__lte=end).order_by("start")
-    found: dict[int, list[tuple[list[int], points.Columns]]] = {i: [] for i in ids}
-    for series_id, data in chunks.values_list("series_id", "data"):
-        found[series_id].append(_unpacked(bytes(data), columns))
+    found: dict[int, list[tuple[list[int], points.Columns]]] = {}
+    for series_id, digest, data in chunks.values_list("series_id", "series__digest", "data"):
+        ids[series_id] = digest
+        found.setdefault(series_id, []).append(_unpacked(bytes(data), columns))
     wanted = storage.COLUMNS if columns is None else [c for c in storage.COLUMNS
                                                       if c in columns]
-    rows = Sample.objects.filter(series_id__in=ids, t__gte=start, t__lte=end).values_list(
-        "series_id", "t", *wanted)
+    rows = Sample.objects.filter(series__digest__in=digests, t__gte=start, t__lte=end
+                                 ).values_list("series_id", "series__digest", "t", *wanted)
     recent: dict[int, dict[int, dict]] = {}
-    for series_id, t, *v in rows:  # a kind's columns only (the others are NULL), as packed
+    for series_id, digest, t, *v in rows:  # a kind's columns only (the others are NULL)
+        ids[series_id] = digest
+        found.setdefault(series_id, [])
         recent.setdefault(series_id, {})[t] = {
             name: value for name, value in zip(wanted, v, strict=True) if value is not None}
     for series_id, samples in recent.items():

@@ -131,9 +131,11 @@ def group_history(request: HttpRequest, key: bytes, group: bytes) -> HttpRespons
 
     def build(chosen: str, now: int) -> dict:
         target = targets.current_name()
-        consumers = history.consumers_of(target, key, group, limit=CHART_CONSUMERS)
-        total = history.consumer_count(target, key, group) if len(consumers) == \
+        # one more than drawn: a count only when there are more (most groups have fewer)
+        consumers = history.consumers_of(target, key, group, limit=CHART_CONSUMERS + 1)
+        total = history.consumer_count(target, key, group) if len(consumers) > \
             CHART_CONSUMERS else len(consumers)
+        consumers = consumers[:CHART_CONSUMERS]
         found, *each = history.histories(
             target, [(key, group, None), *[(key, group, c) for c in consumers]], chosen, now,
             columns=GROUP_COLUMNS)

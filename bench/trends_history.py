@@ -123,6 +123,17 @@ def random_points(start: int, count: int, step: int, kind: str) -> tuple[list[in
     return times, {"pending": gauge(50), "idle_ms": gauge(60_000), "inactive_ms": gauge(60_000)}
 
 
+def ten_minute_points(start: int, kind: str) -> tuple[list[int], points.Columns]:
+    """A day of 10-minute points: last values, and worst ones (NAME_max) of their own."""
+    times, columns = random_points(start, 144, storage.TEN, kind)
+    other = random_points(start, 144, storage.TEN, kind)[1]
+    for name in points.WORST:
+        if name in columns:
+            columns[f"{name}_max"] = [max(a, b) for a, b in  # type: ignore[type-var]
+                                      zip(columns[name], other[name], strict=True)]
+    return times, columns
+
+
 def storage_size(groups: int) -> None:
     now = int(time.time()) // 3600 * 3600
     series = []
@@ -133,10 +144,19 @@ def storage_size(groups: int) -> None:
             series.append((kind, key, group, consumer))
     ids = storage.series_ids([("default", *s) for s in series], {})
     kinds = [s[0] for s in series]
-    for hour in range(7 * 24):  # one transaction per hour of data: minute chunks
+    from streams_admin import conf
+
+    for hour in range(conf.get("HISTORY_MINUTE_KEEP") // 3600 + 1):  # a transaction an hour
         start = now - (hour + 1) * 3600
         rows = [Chunk(series_id=i, resolution=storage.MINUTE, start=start,
                       data=points.pack(*points.downsample(*random_points(start, 60, 60, k), 60)))
+                for i, k in zip(ids, kinds, strict=True)]
+        with transaction.atomic():
+            Chunk.objects.bulk_create(rows, batch_size=1000)
+    for day in range(8):  # 10-minute points, a row a day: 7 days and the day begun
+        start = now - now % storage.DAY - day * storage.DAY
+        rows = [Chunk(series_id=i, resolution=storage.TEN, start=start,
+                      data=points.pack(*ten_minute_points(start, k)))
                 for i, k in zip(ids, kinds, strict=True)]
         with transaction.atomic():
             Chunk.objects.bulk_create(rows, batch_size=1000)

@@ -7,9 +7,12 @@ plus its JSON, one after the other. Cases, interleaved, the median of --rounds e
 - the page without charts: the same page with templates/streams_admin/_charts.html empty
   (a template loader in front), i.e. before the charts existed;
 - the page with its charts (?range=7d) + the 7-day JSON, cold: the JSON kept by
-  trends/views.py forgotten before each run (the first viewer in a 6-minute step);
+  trends/views.py forgotten before each run (the first viewer in a 10-minute step: the chunks
+  decoded by the step before are kept, trends/history.py _unpacked, but not today's, into
+  which the sampler folded a period since: they are given new bytes, untimed);
+- the same, first in the process: no decoded chunk kept (a process just started);
 - the same, kept: another viewer within the step gets the JSON computed for the first;
-- the page + the 1-hour JSON (the default range), cold;
+- the page + the 24-hour JSON (minute points), cold; the 1-hour JSON (the default range), cold;
 - and the parts: the page with its charts' markup alone, the kept 7-day JSON alone.
 Requests go through Django's test client (the whole middleware stack) against a private
 redis-server and a throwaway SQLite file. Ratios are printed, not asserted: timings are noisy.
@@ -24,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -78,8 +82,11 @@ def without_charts() -> Callable[[bool], None]:
     return lambda value: off.__setitem__(0, value)
 
 
-def cases(client: Any) -> dict[str, Callable[[], int]]:
-    from streams_admin.trends import views
+Case = tuple[Callable[[], None] | None, Callable[[], int]]  # (untimed preparation, timed run)
+
+
+def cases(client: Any) -> dict[str, Case]:
+    from streams_admin.trends import history, views
 
     page = f"/streams/{STREAM}/groups/{GROUP}/"
     data = page + "history/"
@@ -92,27 +99,62 @@ def cases(client: Any) -> dict[str, Callable[[], int]]:
         finally:
             switch(False)
 
-    def cold(range_: str) -> Callable[[], int]:
-        def run() -> int:
+    def cold(range_: str, first: bool = False) -> Case:
+        """The page + the JSON, computed anew. Before each run, untimed: cold, the previous
+        step's viewer (its decoded chunks kept) and then the sampler folding a period into
+        each series' newest chunk (new bytes: decoded anew); first, nothing decoded kept."""
+        url = f"{data}?range={range_}"
+
+        def prepare() -> None:
             views.forget()
-            return get(client, f"{page}?range={range_}") + get(client, f"{data}?range={range_}")
-        return run
+            if first:
+                history._unpacked.cache_clear()
+                return
+            get(client, url)
+            views.forget()
+            folded(history.RANGES[range_])
+
+        return prepare, lambda: get(client, f"{page}?range={range_}") + get(client, url)
 
     def warm() -> int:
         return get(client, f"{page}?range=7d") + get(client, f"{data}?range=7d")
 
-    return {"page without charts": without, "page + 7-day JSON, cold": cold("7d"),
-            "page + 7-day JSON, kept": warm,
-            "  the page with charts alone": lambda: get(client, f"{page}?range=7d"),
-            "  the 7-day JSON alone, kept": lambda: get(client, f"{data}?range=7d"),
+    return {"page without charts": (None, without), "page + 7-day JSON, cold": cold("7d"),
+            "page + 7-day JSON, first": cold("7d", first=True),
+            "page + 7-day JSON, kept": (None, warm),
+            "  the page with charts alone": (None, lambda: get(client, f"{page}?range=7d")),
+            "  the 7-day JSON alone, kept": (None, lambda: get(client, f"{data}?range=7d")),
+            "page + 24-hour JSON, cold": cold("24h"),
+            "page + 24-hour JSON, first": cold("24h", first=True),
             "page + 1-hour JSON, cold": cold("1h")}
 
 
-def measure(runs: dict[str, Callable[[], int]], rounds: int, warmup: int = 3
-            ) -> dict[str, list[float]]:
+FOLDS = [0]
+
+
+def folded(seconds: int) -> None:
+    """Each series' newest chunk of the resolution a range reads gets new bytes of the same
+    points (JSON allows leading spaces), as when the sampler folds a period into it."""
+    from django.db.models import Max
+
+    from streams_admin.trends import history
+    from streams_admin.trends.models import Chunk
+
+    FOLDS[0] += 1
+    chunks = Chunk.objects.filter(resolution=history._resolution(seconds))
+    newest = chunks.values("series_id").annotate(start=Max("start"))
+    for row in newest:
+        chunk = chunks.get(series_id=row["series_id"], start=row["start"])
+        chunk.data = zlib.compress(b" " * FOLDS[0] + zlib.decompress(bytes(chunk.data)).lstrip())
+        chunk.save(update_fields=["data"])
+
+
+def measure(runs: dict[str, Case], rounds: int, warmup: int = 3) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in runs}
     for n in range(warmup + rounds):
-        for name, run in runs.items():
+        for name, (prepare, run) in runs.items():
+            if prepare is not None:
+                prepare()
             began = time.perf_counter()
             run()
             if n >= warmup:
@@ -140,7 +182,7 @@ def main() -> int:
               f"{written:,} samples of 1 stream, 1 group, {len(names)} consumers over 7 days "
               f"written in {time.perf_counter() - began:.1f} s")
         runs = cases(client)
-        sizes = {name: run() for name, run in runs.items()}
+        sizes = {name: run() for name, (_, run) in runs.items()}
         times = measure(runs, args.rounds)
     finally:
         server.stop()

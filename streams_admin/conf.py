@@ -57,10 +57,13 @@ DEFAULTS: dict[str, Any] = {
     # requests always share the one in flight. The page says "as of" when it was taken.
     "OVERVIEW_FRESHNESS": 2.0,
     # History (README "History"): `manage.py sampler` samples every target this often,
-    # keeps those points RAW_KEEP seconds and minute points MINUTE_KEEP seconds.
+    # keeps those points RAW_KEEP seconds, minute points MINUTE_KEEP seconds (ranges up to a
+    # day read them: kept longer, they cost space and serve no chart) and 10-minute points
+    # TEN_MINUTE_KEEP seconds (longer ranges read them).
     "SAMPLE_INTERVAL": 10,
     "HISTORY_RAW_KEEP": 6 * 3600,
-    "HISTORY_MINUTE_KEEP": 7 * 86400,
+    "HISTORY_MINUTE_KEEP": 86400,
+    "HISTORY_TEN_MINUTE_KEEP": 7 * 86400,
     "HISTORY_MAX_STREAMS": 10_000,  # streams sampled per target; the status says how many not
     "HISTORY_MAX_POINTS": 2000,  # points per series a chart gets, whatever the range
     # Trend health (trends/health.py): a group's lag slope over the samples of this many

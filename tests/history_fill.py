@@ -91,6 +91,7 @@ def fill(target: str, stream: bytes, group: bytes, consumers: list[bytes], *, da
                 if not (outage and outage[0] <= t < outage[1]) and t <= now]
 
     chunks = []
+    days_of: dict[tuple[int, int], list[tuple[list[int], Columns]]] = {}  # 10-minute points
     first_hour = current - current % storage.HOUR - int(days * 86400)
     for hour in range(first_hour, current, storage.HOUR):
         found = times(hour, min(hour + storage.HOUR, current), interval)  # packed: done periods
@@ -99,6 +100,8 @@ def fill(target: str, stream: bytes, group: bytes, consumers: list[bytes], *, da
                 raw = (found, _columns(shape, kind, found))
                 chunks.append(Chunk(series_id=series, resolution=storage.MINUTE, start=hour,
                                     data=points.pack(*points.downsample(*raw, storage.MINUTE))))
+                days_of.setdefault((series, hour - hour % storage.DAY), []).append(
+                    points.downsample(*raw, storage.TEN))
                 written += len(found)
                 for period in range(hour, hour + storage.HOUR, storage.PERIOD):
                     mine = [t for t in found if period <= t < period + storage.PERIOD]
@@ -106,6 +109,9 @@ def fill(target: str, stream: bytes, group: bytes, consumers: list[bytes], *, da
                         chunks.append(Chunk(series_id=series, resolution=storage.RAW,
                                             start=period, data=points.pack(
                                                 mine, _columns(shape, kind, mine))))
+    chunks += [Chunk(series_id=series, resolution=storage.TEN, start=day,
+                     data=points.pack(*points.merge(*sets)))
+               for (series, day), sets in days_of.items()]
     Chunk.objects.bulk_create(chunks, batch_size=500)
     samples = [Sample(series_id=series, t=t, **{k: v[0] for k, v in _columns(
         shape, kind, [t]).items()}) for t in times(current, now + 1, interval)

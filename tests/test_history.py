@@ -121,3 +121,73 @@ def test_a_chunk_is_a_few_bytes_a_point():
     group = Series.objects.get(kind=Series.GROUP)
     raw = sum(len(c.data) for c in Chunk.objects.filter(series=group, resolution=storage.RAW))
     assert raw / 360 < 10  # bytes per sample of 7 metrics
+
+
+def test_seven_days_read_ten_minute_points_folded_by_compaction():
+    steady(T0, T0 + 1210)  # an hour: six periods
+    write(T0 + 1210, added=1210 * 5, read=1210 * 4, lag=900, pending=7, oldest=12.5)  # a spike
+    steady(T0 + 1220, T0 + 3600)
+    steady(T0 + 5400, T0 + 7200)  # Redis was down from T0 + 3600 to T0 + 5400
+    while storage.compact(T0 + 7200):
+        pass
+    group = Series.objects.get(kind=Series.GROUP)
+    days = Chunk.objects.filter(series=group, resolution=storage.TEN)
+    assert [c.start for c in days] == [T0 - T0 % storage.DAY]  # one row for the day
+    week = history.history("default", KEY, GROUP, range="7d", now=T0 + 7190)
+    assert week.step == 600 and len(week.times) == 1009
+    values = dict(zip(week.times, zip(week.values["lag"], week.values["worst_lag"],
+                                      week.values["worst_oldest_pending_s"],
+                                      week.values["out_rate"], strict=True), strict=True))
+    assert values[T0 + 1200] == (3, 900, 12.5, 4.0)  # the spike stays, as the worst
+    assert values[T0 + 1800] == (3, 3, None, 4.0)
+    assert [values[T0 + s][0] for s in range(3000, 6000, 600)] == [3, None, None, None, 3]
+    assert values[T0 + 5400][3] is None  # no rate across the gap
+    assert values[T0 - 600] == (None, None, None, None)  # before the first sample
+
+
+def test_a_late_sample_keeps_its_periods_worst_in_the_ten_minute_point():
+    steady(T0, T0 + 600)
+    storage.compact(T0 + 600)
+    write(T0 + 605, added=605 * 5, read=605 * 4, lag=1)  # sampled before, packed after
+    write(T0 + 700, added=700 * 5, read=700 * 4, lag=2)
+    storage.compact(T0 + 1200)
+    week = history.history("default", KEY, GROUP, range="7d", now=T0 + 1190)
+    values = dict(zip(week.times, week.values["worst_lag"], strict=True))
+    assert values[T0] == 3 and values[T0 + 600] == 2
+
+
+def test_retention_of_ten_minute_points(settings):
+    settings.STREAMS_ADMIN = {"HISTORY_TEN_MINUTE_KEEP": 2 * 86400}
+    for day in range(4):
+        steady(T0 + day * 86400, T0 + day * 86400 + 600)
+    while storage.compact(T0 + 4 * 86400):
+        pass
+    now = T0 + 4 * 86400
+    while storage.purge(now):
+        pass
+    days = Chunk.objects.filter(resolution=storage.TEN).values_list("start", flat=True)
+    assert min(days) >= now - 2 * 86400 - storage.DAY and len(set(days)) == 2
+    week = history.history("default", KEY, GROUP, range="7d", now=now)
+    lag = dict(zip(week.times, week.values["lag"], strict=True))
+    assert [lag[T0 + day * 86400] for day in range(4)] == [None, None, 3, 3]
+    assert Series.objects.count() == 3  # seen lately: kept
+
+
+def test_history_from_before_the_tier_is_folded_into_it():
+    """Minute chunks written before the 10-minute tier existed: the backfill (migration 0006)
+    gives the 7-day chart what compaction would have."""
+    steady(T0, T0 + 2410)
+    write(T0 + 2410, added=2410 * 5, read=2410 * 4, lag=700)
+    steady(T0 + 2420, T0 + 3600)
+    steady(T0 + 4200, T0 + 7200)
+    while storage.compact(T0 + 7200):
+        pass
+    expected = history.history("default", KEY, GROUP, range="7d", now=T0 + 7190)
+    Chunk.objects.filter(resolution=storage.TEN).delete()
+    assert history.history("default", KEY, GROUP, range="7d", now=T0 + 7190).values == {}
+    ids = list(Series.objects.values_list("id", flat=True))
+    assert storage.backfill(Chunk, ids) == 3  # a day's row for each series
+    assert history.history("default", KEY, GROUP, range="7d", now=T0 + 7190) == expected
+    assert 700 in expected.values["worst_lag"] and None in expected.values["lag"]
+    assert storage.backfill(Chunk, ids) == 3  # again: merged, nothing doubled
+    assert history.history("default", KEY, GROUP, range="7d", now=T0 + 7190) == expected

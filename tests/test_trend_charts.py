@@ -203,7 +203,7 @@ def test_pages_render_with_no_history_and_say_why(admin_client, r: redis.Redis) 
 
 def test_a_chart_is_read_once_per_step_whatever_other_ranges_are_asked(
         admin_client, django_assert_max_num_queries, settings) -> None:
-    step = history.step_of("7d")  # 6 minutes: not about to start a new one
+    step = history.step_of("7d")  # 10 minutes: not about to start a new one
     time.sleep(max(0.0, 3 - (time.time() % step - (step - 3))) if time.time() % step > step - 3
                else 0)
     steady(now10() - 120, now10() + 10)

@@ -1,15 +1,18 @@
 """READ side of the history: one series over a range, as aligned arrays for a chart.
 
-The range picks the resolution (up to HISTORY_RAW_KEEP: as sampled; beyond: minute points)
-and the points are merged into buckets so that a series never has more than
-HISTORY_MAX_POINTS. Each bucket without a sample is None: an outage is a gap, never a zero.
+The range picks the resolution (up to HISTORY_RAW_KEEP: as sampled; up to a day: minute
+points; beyond: 10-minute points, 8 rows a series for 7 days) and the points are merged into
+buckets so that a series never has more than HISTORY_MAX_POINTS. Each bucket without a sample
+is None: an outage is a gap, never a zero.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streams_admin import conf
@@ -46,6 +49,9 @@ def history(target: str, stream: bytes, group: bytes | None = None,
 Name = tuple[bytes, bytes | None, bytes | None]  # stream, group or None, consumer or None
 
 
+# Decoded chunks kept by this process (_unpacked): a group page's (10 consumers) 7 days are
+# ~100 chunks, its 24 hours ~300: 2.3 MB for both (measured), ~6 MB for 1,024 such chunks.
+DECODED = 1024
 MAX_SERIES = 900  # series one histories() call reads: under SQLite's bound variables
 
 
@@ -60,19 +66,20 @@ def histories(target: str, series: Sequence[Name], range: str = "1h",  # noqa: A
         raise ValueError(f"{len(series)} series asked at once; at most {MAX_SERIES}")
     seconds = RANGES[range]
     end = int(time.time() if now is None else now)
-    base = _base(seconds)
+    resolution, base = _resolution(seconds), _base(seconds)
     step = step_of(range, max_points)
     start = end - seconds
     start -= start % step
     digests = [storage.digest(_identity(target, name)) for name in series]
-    found = _points(digests, base, start, end)
+    found = _points(digests, resolution, base, start, end, columns)
+    # Packed minute and 10-minute points carry their worst values already: at their own step
+    # they are the buckets (raw points get theirs, NAME_max, from downsample)
+    as_read = step == base and resolution != storage.RAW
     out = []
     for name, digest in zip(series, digests, strict=True):
         times, cols, newest = found.get(digest, ([], {}, None))
-        if columns is not None:
-            cols = {n: v for n, v in cols.items() if n.removesuffix("_max") in columns}
-        out.append(_aligned(_kind(name), range, step, start, end,
-                            *points.downsample(times, cols, step), newest))
+        bucketed = (times, cols) if as_read else points.downsample(times, cols, step)
+        out.append(_aligned(_kind(name), range, step, start, end, *bucketed, newest))
     return out
 
 
@@ -95,51 +102,76 @@ def _identity(target: str, name: Name) -> storage.Identity:
     return (target, _kind(name), stream, group or b"", consumer or b"")
 
 
+def _resolution(seconds: int) -> int:
+    """The chunks a range reads: as sampled within HISTORY_RAW_KEEP, minute points up to a
+    day (or HISTORY_MINUTE_KEEP when shorter), 10-minute points beyond (a 7-day chart: 1,008
+    points, ~1 a pixel)."""
+    if seconds <= conf.get("HISTORY_RAW_KEEP"):
+        return storage.RAW
+    if seconds <= min(storage.DAY, conf.get("HISTORY_MINUTE_KEEP")):
+        return storage.MINUTE
+    return storage.TEN
+
+
 def _base(seconds: int) -> int:
-    raw = int(conf.get("SAMPLE_INTERVAL"))
-    return raw if seconds <= conf.get("HISTORY_RAW_KEEP") else storage.MINUTE
+    """Seconds between the points a range reads."""
+    resolution = _resolution(seconds)
+    return int(conf.get("SAMPLE_INTERVAL")) if resolution == storage.RAW else resolution
 
 
-def _points(digests: list[bytes], base: int, start: int, end: int
+def _points(digests: list[bytes], resolution: int, base: int, start: int, end: int,
+            columns: tuple[str, ...] | None = None
             ) -> dict[bytes, tuple[list[int], points.Columns, int | None]]:
     """Each series' chunks of the base resolution over [start, end], with the samples not
     packed yet, and the time of its newest sample not packed (None: none): by digest, for
-    those that have a history."""
-    ids = dict(Series.objects.filter(digest__in=digests).values_list("id", "digest"))
-    if not ids:
-        return {}
-    resolution = storage.MINUTE if base == storage.MINUTE else storage.RAW
-    span = storage.HOUR if resolution == storage.MINUTE else storage.PERIOD
-    chunks = Chunk.objects.filter(series_id__in=ids, resolution=resolution,
-                                  start__gt=start - span, start__lte=end).order_by("start")
-    found: dict[int, list[tuple[list[int], points.Columns]]] = {i: [] for i in ids}
-    for series_id, data in chunks.values_list("series_id", "data"):
-        found[series_id].append(points.unpack(data))
-    rows = Sample.objects.filter(series_id__in=ids, t__gte=start, t__lte=end).values_list(
-        "series_id", "t", *storage.COLUMNS)
+    those that have a history. columns: those to keep (and their NAME_max), None: all."""
+    # Two queries, each joined to its series by digest (a unique index): a series with
+    # neither chunks nor samples in the range has no history there, as one never sampled
+    ids: dict[int, bytes | memoryview] = {}  # PostgreSQL hands back memoryviews
+    chunks = Chunk.objects.filter(series__digest__in=digests, resolution=resolution,
+                                  start__gt=start - storage.SPANS[resolution],
+                                  start__lte=end).order_by("start")
+    found: dict[int, list[tuple[list[int], points.Columns]]] = {}
+    for series_id, digest, data in chunks.values_list("series_id", "series__digest", "data"):
+        ids[series_id] = digest
+        found.setdefault(series_id, []).append(_unpacked(bytes(data), columns))
+    wanted = storage.COLUMNS if columns is None else [c for c in storage.COLUMNS
+                                                      if c in columns]
+    rows = Sample.objects.filter(series__digest__in=digests, t__gte=start, t__lte=end
+                                 ).values_list("series_id", "series__digest", "t", *wanted)
     recent: dict[int, dict[int, dict]] = {}
-    for series_id, t, *v in rows:  # a kind's columns only (the others are NULL), as packed
+    for series_id, digest, t, *v in rows:  # a kind's columns only (the others are NULL)
+        ids[series_id] = digest
+        found.setdefault(series_id, [])
         recent.setdefault(series_id, {})[t] = {
-            name: value for name, value in zip(storage.COLUMNS, v, strict=True)
-            if value is not None}
+            name: value for name, value in zip(wanted, v, strict=True) if value is not None}
     for series_id, samples in recent.items():
         fresh = points.from_rows(samples)
-        # minute chunks carry NAME_max columns: the fresh samples must too
-        found[series_id].append(points.downsample(*fresh, base)
-                                if resolution == storage.MINUTE else fresh)
+        # packed minute and 10-minute points carry NAME_max columns: the fresh samples too
+        found[series_id].append(fresh if resolution == storage.RAW
+                                else points.downsample(*fresh, base))
     return {bytes(ids[i]): (*points.merge(*sets), max(recent[i]) if i in recent else None)
             for i, sets in found.items()}
+
+
+@functools.lru_cache(maxsize=DECODED)
+def _unpacked(data: bytes, columns: tuple[str, ...] | None) -> tuple[list[int], points.Columns]:
+    """points.unpack, kept for the chunk's bytes (never to be changed by the caller): a chunk
+    of a past hour or day never changes, so the first viewer of a range in a new step (its
+    JSON is kept a step: views.py) decodes the chunks written since, not 7 days of them. The
+    bytes are the key: a chunk rewritten is new bytes, decoded anew; none is ever stale."""
+    return points.unpack(data, columns)
 
 
 def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A002
              times: list[int], columns: points.Columns, newest: int | None = None) -> History:
     grid = tuple(range_(start, end + 1, step))
-    at = {t: i for i, t in enumerate(times)}
+    place = _placing(grid, times)
     values: dict[str, tuple[Value, ...]] = {}
     for name, column in columns.items():
         if all(v is None for v in column):
             continue
-        aligned = [column[at[t]] if t in at else None for t in grid]
+        aligned = place(column)
         values[_name(name)] = tuple(_seconds(aligned) if _is_ms(name) else aligned)
         if name in RATES:
             values[RATES[name]] = _rates(grid, aligned, newest)
@@ -147,6 +179,24 @@ def _aligned(kind: str, range: str, step: int, start: int, end: int,  # noqa: A0
 
 
 range_ = range  # the builtin, shadowed by the parameter above
+
+
+def _placing(grid: tuple[int, ...], times: list[int]
+             ) -> Callable[[list[int | None]], list[int | None]]:
+    """A function putting a column of values at `times` on the grid (None where no time is):
+    slices when the times within the grid are a run of its times (nearly always: a gap is
+    rare), else a lookup per grid time."""
+    lo, hi = bisect.bisect_left(times, grid[0]), bisect.bisect_right(times, grid[-1])
+    if lo == hi:
+        return lambda column: [None] * len(grid)
+    step = grid[1] - grid[0] if len(grid) > 1 else 1
+    first, count = (times[lo] - grid[0]) // step, hi - lo
+    if grid[first] == times[lo] and times[lo:hi] == list(range_(times[lo], times[hi - 1] + 1,
+                                                                  step)):
+        before, after = [None] * first, [None] * (len(grid) - first - count)
+        return lambda column: before + column[lo:hi] + after
+    at = {t: i for i, t in enumerate(times)}
+    return lambda column: [column[at[t]] if t in at else None for t in grid]
 
 
 def _name(column: str) -> str:

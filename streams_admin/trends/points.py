@@ -44,10 +44,14 @@ def pack(times: list[int], columns: Columns) -> bytes:
     return zlib.compress(json.dumps(payload, separators=(",", ":")).encode("ascii"), 9)
 
 
-def unpack(data: bytes | memoryview) -> tuple[list[int], Columns]:
+def unpack(data: bytes | memoryview, columns: Iterable[str] | None = None
+           ) -> tuple[list[int], Columns]:
+    """columns: those to decode (and their NAME_max), the others left out; None: all."""
     payload = json.loads(zlib.decompress(bytes(data)))  # PostgreSQL hands back a memoryview
     times = [t for t in _sums(payload.pop("t")) if t is not None]
-    return times, {name: _sums(deltas) for name, deltas in payload.items()}
+    keep = None if columns is None else set(columns)
+    return times, {name: _sums(deltas) for name, deltas in payload.items()
+                   if keep is None or name.removesuffix("_max") in keep}
 
 
 def merge(*sets: tuple[list[int], Columns]) -> tuple[list[int], Columns]:

@@ -19,9 +19,13 @@ from streams_admin.trends.models import Chunk, Sample, Series
 if TYPE_CHECKING:
     from streams_admin.trends.measure import Snapshot
 
-RAW, MINUTE = 0, 60  # Chunk.resolution: 0 = as sampled (every SAMPLE_INTERVAL), or 60 s
-PERIOD = 600  # seconds of raw points per chunk; 60 minute points (an hour) per minute chunk
+# Chunk.resolution: 0 = as sampled (every SAMPLE_INTERVAL), 60 s, or 600 s (TEN: what
+# ranges longer than a day read: 7 days of a series are 8 rows of 144 points, not 168 of 60)
+RAW, MINUTE, TEN = 0, 60, 600
+PERIOD = 600  # seconds of raw points per chunk (one TEN point); 60 minute points per hour
 HOUR = 3600
+DAY = 86400  # seconds of 10-minute points per TEN chunk (144 points)
+SPANS = {RAW: PERIOD, MINUTE: HOUR, TEN: DAY}  # resolution -> seconds a chunk of it holds
 COMPACT_BATCH = 500  # series packed per call
 PURGE_BATCH = 2000  # rows deleted per call
 Identity = tuple[str, str, bytes, bytes, bytes]  # target, kind, stream, group, consumer
@@ -97,7 +101,8 @@ COLUMNS = ("length", "added", "read", "lag", "time_lag_ms", "pending", "oldest_m
 
 def compact(now: float) -> int:
     """Packs the samples of completed periods (at most COMPACT_BATCH series) into raw chunks
-    and folds them into their hour's minute chunk; returns how many series it packed."""
+    and folds them into their hour's minute chunk and their day's 10-minute chunk (a period
+    is one 10-minute point); returns how many series it packed."""
     cutoff = int(now) - int(now) % PERIOD
     batch = list(Sample.objects.filter(t__lt=cutoff).order_by()
                  .values_list("series_id", flat=True).distinct()[:COMPACT_BATCH])
@@ -125,7 +130,7 @@ def _periods(batch: list[int], cutoff: int) -> dict[tuple[int, int], dict[int, d
 
 
 def _existing(batch: list[int], periods: dict) -> dict[tuple[int, int, int], Chunk]:
-    starts = {start - start % HOUR for _, start in periods} | {start for _, start in periods}
+    starts = {start - start % span for _, start in periods for span in SPANS.values()}
     chunks = Chunk.objects.filter(series_id__in=batch, start__in=starts)
     return {(c.series_id, c.resolution, c.start): c for c in chunks}
 
@@ -134,35 +139,71 @@ def _save(periods: dict[tuple[int, int], dict[int, dict]],
           existing: dict[tuple[int, int, int], Chunk]) -> None:
     for (series_id, start), rows in sorted(periods.items()):
         raw = points.from_rows(rows)
-        _fold(existing, (series_id, RAW, start), raw)
+        whole = _fold(existing, (series_id, RAW, start), raw)
         _fold(existing, (series_id, MINUTE, start - start % HOUR),
               points.downsample(*raw, MINUTE))
+        # from the whole period (a sample packed late joins those packed before it): its
+        # 10-minute point's worst values are the period's, not the late samples' alone
+        _fold(existing, (series_id, TEN, start - start % DAY), points.downsample(*whole, TEN))
     Chunk.objects.bulk_create([c for c in existing.values() if c.pk is None], batch_size=500)
     Chunk.objects.bulk_update([c for c in existing.values() if c.pk is not None], ["data"],
                               batch_size=500)
 
 
 def _fold(existing: dict[tuple[int, int, int], Chunk], key: tuple[int, int, int],
-          new: tuple[list[int], points.Columns]) -> None:
+          new: tuple[list[int], points.Columns]) -> tuple[list[int], points.Columns]:
+    """new's points into the chunk at key (made when there is none); returns all its points."""
     chunk = existing.get(key)
     if chunk is None:
         existing[key] = Chunk(series_id=key[0], resolution=key[1], start=key[2],
                               data=points.pack(*new))
-    else:
-        chunk.data = points.pack(*points.merge(points.unpack(chunk.data), new))
+        return new
+    merged = points.merge(points.unpack(chunk.data), new)
+    chunk.data = points.pack(*merged)
+    return merged
 
 
 def purge(now: float) -> int:
     """Deletes (at most PURGE_BATCH rows of each kind) what is past its retention."""
-    raw_end = now - conf.get("HISTORY_RAW_KEEP") - PERIOD
-    minute_end = now - conf.get("HISTORY_MINUTE_KEEP") - HOUR
-    deleted = _delete(Chunk.objects.filter(resolution=RAW, start__lt=raw_end))
-    deleted += _delete(Chunk.objects.filter(resolution=MINUTE, start__lt=minute_end))
+    ends = {resolution: now - conf.get(KEEP[resolution]) - SPANS[resolution]
+            for resolution in SPANS}
+    deleted = sum(_delete(Chunk.objects.filter(resolution=resolution, start__lt=end))
+                  for resolution, end in ends.items())
     # A stream, group or consumer gone for longer than any history is kept.
-    gone = Series.objects.filter(last_seen__gt=0, last_seen__lt=minute_end)
+    gone = Series.objects.filter(last_seen__gt=0, last_seen__lt=min(ends.values()))
     return deleted + _delete(gone)
+
+
+KEEP = {RAW: "HISTORY_RAW_KEEP", MINUTE: "HISTORY_MINUTE_KEEP", TEN: "HISTORY_TEN_MINUTE_KEEP"}
 
 
 def _delete(query: Any) -> int:
     ids = list(query.order_by().values_list("id", flat=True)[:PURGE_BATCH])
     return query.model.objects.filter(id__in=ids).delete()[0] if ids else 0
+
+
+def backfill(chunk_model: Any, series: list[int]) -> int:
+    """10-minute chunks of these series from their minute chunks (history written before the
+    10-minute tier existed: migration 0006 calls this a batch of series at a time, with its
+    historical model). Where a 10-minute chunk exists (the sampler ran first), its points win.
+    Returns how many chunks it wrote."""
+    days: dict[tuple[int, int], list[tuple[list[int], points.Columns]]] = {}
+    minutes = chunk_model.objects.filter(series_id__in=series, resolution=MINUTE).order_by(
+        "series_id", "start").values_list("series_id", "start", "data")
+    for series_id, start, data in minutes.iterator(chunk_size=500):
+        days.setdefault((series_id, start - start % DAY), []).append(
+            points.downsample(*points.unpack(data), TEN))
+    existing = {(c.series_id, c.start): c for c in chunk_model.objects.filter(
+        series_id__in=series, resolution=TEN, start__in={day for _, day in days})}
+    new, changed = [], []
+    for (series_id, day), sets in days.items():
+        chunk = existing.get((series_id, day))
+        if chunk is None:
+            new.append(chunk_model(series_id=series_id, resolution=TEN, start=day,
+                                   data=points.pack(*points.merge(*sets))))
+        else:
+            chunk.data = points.pack(*points.merge(*sets, points.unpack(chunk.data)))
+            changed.append(chunk)
+    chunk_model.objects.bulk_create(new, batch_size=500)
+    chunk_model.objects.bulk_update(changed, ["data"], batch_size=500)
+    return len(new) + len(changed)

@@ -5,9 +5,10 @@ a chart still draws while Redis is down).
 Permission and scope as the pages (views.screen: may_view on the target served, a key outside
 KEY_PATTERN is a 404). Output is bounded: at most HISTORY_MAX_POINTS points a series,
 CHART_CONSUMERS consumers (the response says how many were left out), SPARK_STREAMS streams.
-A response is kept for one step of its range (10 s up to 6 h, 6 min for 7 days), and requests
+A response is kept for one step of its range (10 s up to 6 h, 10 min for 7 days), and requests
 for it at the same moment share one computation: 50 people on the same group page read its
-history once (a 7-day read of a group and 10 consumers decodes ~2,000 chunks: ~0.2 s).
+history once (a 7-day read of a group and 10 consumers: ~90 daily rows of 10-minute points,
+and only today's decoded again in a later step: history._unpacked).
 """
 
 from __future__ import annotations
@@ -71,9 +72,17 @@ def cached(request: HttpRequest, parts: list[bytes], build: Callable[[str, int],
 
 
 def _values(found: history.History, names_: dict[str, str]) -> dict[str, list]:
-    """Chart name -> values (floats rounded: 1,000 points of 17 digits is bytes for nothing)."""
-    return {out: [_round(v) for v in found.values.get(name, ())] or [None] * len(found.times)
+    """Chart name -> values (rates rounded: 1,000 points of 17 digits is bytes for nothing;
+    the others are integers, or milliseconds / 1000 that print as short as they are)."""
+    return {out: _rounded(found.values.get(name, ()), name) or [None] * len(found.times)
             for out, name in names_.items()}
+
+
+def _rounded(values: tuple, name: str) -> list:
+    return [_round(v) for v in values] if name in RATES else list(values)
+
+
+RATES = set(history.RATES.values())  # the values computed as floats of any length
 
 
 def _label(name: bytes) -> str:
@@ -122,9 +131,11 @@ def group_history(request: HttpRequest, key: bytes, group: bytes) -> HttpRespons
 
     def build(chosen: str, now: int) -> dict:
         target = targets.current_name()
-        consumers = history.consumers_of(target, key, group, limit=CHART_CONSUMERS)
-        total = history.consumer_count(target, key, group) if len(consumers) == \
+        # one more than drawn: a count only when there are more (most groups have fewer)
+        consumers = history.consumers_of(target, key, group, limit=CHART_CONSUMERS + 1)
+        total = history.consumer_count(target, key, group) if len(consumers) > \
             CHART_CONSUMERS else len(consumers)
+        consumers = consumers[:CHART_CONSUMERS]
         found, *each = history.histories(
             target, [(key, group, None), *[(key, group, c) for c in consumers]], chosen, now,
             columns=GROUP_COLUMNS)

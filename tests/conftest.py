@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import importlib
+import os
+import uuid
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 import redis
 
@@ -11,6 +14,8 @@ from tests.redis_server import ENV, RedisServer, chosen
 
 # A test that uses one of these talks to the chosen server: marked `redis`, so
 # `pytest -m redis` runs what differs between servers (STREAMS_ADMIN_TEST_SERVER).
+POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL",
+                                    "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_FIXTURES = {"r", "rc", "any_redis", "redis_server", "redis_cluster",
                   "redis_url", "cluster_url", "make_bus"}
 
@@ -101,3 +106,21 @@ def viewer_client(client, django_user_model, db):
 @pytest.fixture
 def operator_client(client, django_user_model, db):
     return role_client(client, django_user_model, "Streams operator", "operator")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A database of its own on the local PostgreSQL (trust auth, as on the project's machines;
+    POSTGRES_ADMIN_URL names another), dropped afterwards. Fails, loudly, when none answers."""
+    name = f"streams_admin_test_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc}); start it "
+                    "(pg_ctlcluster ... main start) or set POSTGRES_ADMIN_URL")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -24,7 +24,7 @@ from streams_admin.redis import server_from_info
 from streams_admin.trends import alerts, measure, notify, sampler
 from streams_admin.trends.alert_models import AlertEvent, AlertRule, AlertState, Notification
 from streams_admin.trends.models import Sample
-from tests.test_sampler import ROOT, postgres_url, wait_for  # noqa: F401  # a fixture
+from tests.test_sampler import ROOT, wait_for
 from tests.webhook import Receiver, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,11 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 
@@ -26,8 +23,6 @@ from tests.bus.test_worker import STREAM, publish, spawn
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
-POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL",
-                                    "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def wait_for(check, seconds: float = 30.0) -> None:
@@ -94,22 +89,6 @@ def test_a_failing_target_is_reported_and_tried_again_with_backoff(settings):
     (status,) = sampler.state().targets
     assert status.failing and "Error" in status.last_error and status.last_success is None
     assert not s._due(sampler.targets.current())  # backing off: not tried next cycle
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A database of its own on the local PostgreSQL, dropped afterwards."""
-    name = f"streams_admin_sampler_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc})")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 READ = """

@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.cookiejar import CookieJar
@@ -29,7 +28,6 @@ from urllib.request import (
     build_opener,
 )
 
-import psycopg
 import pytest
 import redis
 from django.urls import reverse
@@ -43,8 +41,6 @@ from tests.redis_server import RedisServer
 ROOT = Path(__file__).resolve().parents[1]
 USERNAME, PASSWORD = "admin", "two-daphne-password"
 FAILURE_LIMIT = 3  # failed logins before a lockout, for the processes under test
-POSTGRES_ADMIN_URL = os.environ.get("POSTGRES_ADMIN_URL",
-                                    "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @dataclass(frozen=True)
@@ -52,23 +48,6 @@ class Pair:
     a: str  # base URL of process A
     b: str  # ... and of process B
     redis: redis.Redis | redis.RedisCluster
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    """A database of its own on the local PostgreSQL, dropped afterwards."""
-    name = f"streams_admin_two_daphne_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL does not answer at {POSTGRES_ADMIN_URL} ({exc}); start it "
-                    "(pg_ctlcluster ... main start) or set POSTGRES_ADMIN_URL")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def _redis_url(request: pytest.FixtureRequest, kind: str) -> str:

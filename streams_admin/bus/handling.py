@@ -80,8 +80,17 @@ class Handling:
             return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
                                     "malformed")
         if deliveries > self.config.max_deliveries:
-            if sub.idempotent and (waiting := await self._copy_waiting(sub, envelope)):
-                return waiting[0]
+            # Not a poison entry when a copy of its event ran (a duplicate) or runs now (it
+            # waits): it was redelivered every min_idle_ms while it waited for that run's
+            # lease (which a live run renews; the running copy may be this very entry,
+            # claimed from a consumer still running it), and a handler that runs longer than
+            # max_deliveries of those must not send its event to the dead letters.
+            held = await self.markers.held(self._marker(sub, envelope)) if sub.idempotent \
+                else None
+            if held == DONE:
+                return self._duplicate(sub, envelope)
+            if held is not None:
+                return None
             # Delivered this often without an ack or a recorded failure: it kills consumers.
             stuck = RuntimeError(f"delivered {deliveries} times without finishing")
             return await self.dead_letter(sub, stream, entry_id, fields, stuck, deliveries,
@@ -94,7 +103,7 @@ class Handling:
     async def _once(self, sub: Subscription, envelope: Envelope,
                     fields: dict[bytes, bytes]) -> Outcome:
         """Run the handler unless a copy of this event ran (or runs) already."""
-        key = self.keys.done(self.group, sub.event_type, envelope.event_id)
+        key = self._marker(sub, envelope)
         if await self.markers.settled_here(key):
             return self._duplicate(sub, envelope)
         self.markers.begin(key)
@@ -112,20 +121,8 @@ class Handling:
         finally:
             self.markers.end(key, succeeded=succeeded)
 
-    async def _copy_waiting(self, sub: Subscription, envelope: Envelope
-                            ) -> tuple[Outcome] | None:
-        """An entry past max_deliveries is no poison entry when a copy of its event ran
-        (acked as a duplicate) or runs now (it stays pending; the running copy may be this very
-        entry, claimed from a consumer still running it): it was redelivered every
-        min_idle_ms while it waited for that run's lease, and a handler that runs longer than
-        max_deliveries of those must not send its event to the dead letters."""
-        key = self.keys.done(self.group, sub.event_type, envelope.event_id)
-        held = await self.markers.held(key)
-        if held == DONE:
-            return (self._duplicate(sub, envelope),)
-        if held is not None:
-            return (None,)  # a live run holds the lease (a dead one's lapses in min_idle_ms)
-        return None
+    def _marker(self, sub: Subscription, envelope: Envelope) -> str:
+        return self.keys.done(self.group, sub.event_type, envelope.event_id)
 
     def _duplicate(self, sub: Subscription, envelope: Envelope) -> Outcome:
         child(self.metrics.processed, sub.event_type, "duplicate").inc()

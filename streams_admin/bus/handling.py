@@ -80,17 +80,14 @@ class Handling:
             return await self.dead_letter(sub, stream, entry_id, fields, error, deliveries,
                                     "malformed")
         if deliveries > self.config.max_deliveries:
-            # Not a poison entry when a copy of its event ran (a duplicate) or runs now (it
-            # waits): it was redelivered every min_idle_ms while it waited for that run's
-            # lease (which a live run renews; the running copy may be this very entry,
-            # claimed from a consumer still running it), and a handler that runs longer than
-            # max_deliveries of those must not send its event to the dead letters.
+            # Not a poison entry when a copy of its event ran (a duplicate) or runs now: the
+            # running copy may be this very entry, claimed from a consumer still running it.
             held = await self.markers.held(self._marker(sub, envelope)) if sub.idempotent \
                 else None
             if held == DONE:
                 return self._duplicate(sub, envelope)
             if held is not None:
-                return None
+                return await self._wait(envelope)
             # Delivered this often without an ack or a recorded failure: it kills consumers.
             stuck = RuntimeError(f"delivered {deliveries} times without finishing")
             return await self.dead_letter(sub, stream, entry_id, fields, stuck, deliveries,
@@ -113,13 +110,26 @@ class Handling:
             if state == DONE:
                 return self._duplicate(sub, envelope)
             if state is not None:
-                return None  # another consumer runs it right now; retried after min_idle
+                return await self._wait(envelope)  # another consumer runs it right now
             outcome, succeeded = await self._run(sub, envelope, fields)
             if succeeded and outcome is not None:
                 outcome.insert(0, ("SET", key, DONE, "EX", self.config.idempotency_ttl_s))
             return outcome
         finally:
             self.markers.end(key, succeeded=succeeded)
+
+    async def _wait(self, envelope: Envelope) -> Outcome:
+        """Leave a copy pending while another copy of its event runs (retried after
+        min_idle), and give back the delivery it spent waiting (XCLAIM ... RETRYCOUNT): only
+        deliveries that ran count towards max_deliveries, so copies waiting out a long run,
+        or a crashed run's lease, are never taken for a poison entry."""
+        try:
+            await self.commands.run([
+                ("XCLAIM", envelope.stream, self.group, self.consumer, 0, envelope.entry_id,
+                 "RETRYCOUNT", envelope.delivery_count - 1, "JUSTID")])
+        except Exception as error:  # noqa: BLE001 - Redis away: the delivery stays spent
+            log.info("giving back a waiting copy's delivery: %r", error)
+        return None
 
     def _marker(self, sub: Subscription, envelope: Envelope) -> str:
         return self.keys.done(self.group, sub.event_type, envelope.event_id)

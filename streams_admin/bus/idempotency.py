@@ -8,7 +8,8 @@ the MULTI that acks the run; a failed run deletes it so that a retry may take it
 
 Copies in one process wait for each other here, so a copy read in the same batch as the one
 that ran is acked at once as a duplicate. A copy on another consumer finds the marker taken
-and stays pending; it is retried after `min_idle_ms` and then acked as a duplicate. The lease
+and stays pending (the delivery it spent waiting given back: handling.py _wait); it is
+retried after `min_idle_ms` and then acked as a duplicate. The lease
 is renewed while the handler runs, so a long handler keeps it; a consumer that crashes stops
 renewing, and after `min_idle_ms` any copy (the crashed one included) may run again.
 Renewing uses `PEXPIRE ... GT` (Redis 7.0+); on 6.2 a lease lasts `min_idle_ms`, as it did.

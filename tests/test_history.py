@@ -89,6 +89,25 @@ def test_recent_samples_join_the_packed_ones():
     assert day.values["out_rate"][-1] == 4.0
 
 
+@pytest.mark.parametrize("range_", ["24h", "7d"])
+def test_samples_not_packed_yet_read_as_their_packed_points_will(range_):
+    """The newest period's samples are downsampled by the database (history._buckets) as
+    compaction will pack them (points.downsample): the same values, worst values, rates."""
+    steady(T0, T0 + 610)
+    write(T0 + 610, added=610 * 5, read=610 * 4, lag=900, pending=7, oldest=12.5)  # a spike
+    steady(T0 + 620, T0 + 1200)
+    storage.compact(T0 + 600)  # the first period packed, the second still samples
+    before = history.history("default", KEY, GROUP, range=range_, now=T0 + 1190)
+    assert Sample.objects.filter(t__gte=T0 + 600).count() == 3 * 60  # stream, group, worker
+    while storage.compact(T0 + 1200):
+        pass
+    assert not Sample.objects.exists()
+    after = history.history("default", KEY, GROUP, range=range_, now=T0 + 1190)
+    assert before == after
+    worst = dict(zip(after.times, after.values["worst_lag"], strict=True))
+    assert worst[T0 + 600] == 900 and after.values["out_rate"][-1] == 4.0
+
+
 def test_points_are_bounded_whatever_the_range(settings):
     for name, seconds in history.RANGES.items():
         found = history.history("default", KEY, GROUP, range=name, now=T0)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from django.db import connection
+
 from streams_admin import conf
 from streams_admin.trends import points, storage
 from streams_admin.trends.models import Chunk, Sample, Series
@@ -135,23 +137,57 @@ def _points(digests: list[bytes], resolution: int, base: int, start: int, end: i
     for series_id, digest, data in chunks.values_list("series_id", "series__digest", "data"):
         ids[series_id] = digest
         found.setdefault(series_id, []).append(_unpacked(bytes(data), columns))
-    wanted = storage.COLUMNS if columns is None else [c for c in storage.COLUMNS
-                                                      if c in columns]
-    rows = Sample.objects.filter(series__digest__in=digests, t__gte=start, t__lte=end
-                                 ).values_list("series_id", "series__digest", "t", *wanted)
+    wanted = [c for c in storage.COLUMNS if columns is None or c in columns]
+    if resolution == storage.RAW:
+        rows, names = _samples(digests, start, end, wanted), wanted
+    else:  # packed minute and 10-minute points carry NAME_max columns: these too
+        rows, names = _buckets(digests, start, end, wanted, base)
     recent: dict[int, dict[int, dict]] = {}
     for series_id, digest, t, *v in rows:  # a kind's columns only (the others are NULL)
         ids[series_id] = digest
         found.setdefault(series_id, [])
         recent.setdefault(series_id, {})[t] = {
-            name: value for name, value in zip(wanted, v, strict=True) if value is not None}
+            name: value for name, value in zip(names, v, strict=True) if value is not None}
+    newest: dict[int, int | None] = {}  # the time of the newest sample, not its bucket's
     for series_id, samples in recent.items():
-        fresh = points.from_rows(samples)
-        # packed minute and 10-minute points carry NAME_max columns: the fresh samples too
-        found[series_id].append(fresh if resolution == storage.RAW
-                                else points.downsample(*fresh, base))
-    return {bytes(ids[i]): (*points.merge(*sets), max(recent[i]) if i in recent else None)
-            for i, sets in found.items()}
+        newest[series_id] = max(samples) if resolution == storage.RAW else max(
+            row.pop(SAMPLED) for row in samples.values())
+        found[series_id].append(points.from_rows(samples))
+    return {bytes(ids[i]): (*points.merge(*sets), newest.get(i)) for i, sets in found.items()}
+
+
+SAMPLED = "sampled"  # _buckets: the time of the sample a bucket's values are from
+
+
+def _samples(digests: list[bytes], start: int, end: int, wanted: list[str]) -> list[tuple]:
+    """The samples not packed yet, as they are (a raw range)."""
+    return list(Sample.objects.filter(series__digest__in=digests, t__gte=start, t__lte=end
+                                      ).values_list("series_id", "series__digest", "t", *wanted))
+
+
+def _buckets(digests: list[bytes], start: int, end: int, wanted: list[str], base: int
+             ) -> tuple[list[tuple], list[str]]:
+    """The samples not packed yet, downsampled by the database as points.downsample would:
+    each bucket's newest sample, with its WORST gauges' maximum as NAME_max. A 7-day chart
+    reads a row or two per series, not the ~60 samples of the period filling now. Rows of
+    (series_id, digest, bucket start, *names), names: wanted, the NAME_max, SAMPLED."""
+    worst = [name for name in points.WORST if name in wanted]
+    sample, series = Sample._meta.db_table, Series._meta.db_table
+    marks = ", ".join(["%s"] * len(digests))
+    sql = (
+        f"SELECT s.series_id, x.digest, s.t / {base:d} * {base:d}, "
+        + "".join(f's."{name}", ' for name in wanted)
+        + "".join(f"m.{name}_max, " for name in worst)
+        + f"s.t FROM {sample} s JOIN (SELECT i.series_id, MAX(i.t) AS t"
+        + "".join(f', MAX(i."{name}") AS {name}_max' for name in worst)
+        + f" FROM {sample} i JOIN {series} d ON d.id = i.series_id"
+        f" WHERE d.digest IN ({marks}) AND i.t >= %s AND i.t <= %s"
+        f" GROUP BY i.series_id, i.t / {base:d}) m ON m.series_id = s.series_id AND m.t = s.t"
+        f" JOIN {series} x ON x.id = s.series_id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*digests, start, end])
+        rows = cursor.fetchall()
+    return rows, [*wanted, *(f"{name}_max" for name in worst), SAMPLED]
 
 
 @functools.lru_cache(maxsize=DECODED)

@@ -95,9 +95,9 @@ def downsample(times: list[int], columns: Columns, step: int) -> tuple[list[int]
     for name, values in columns.items():
         if name.endswith("_max"):
             continue
-        # the bucket's last point when it has a value (nearly always): no slice to copy
-        out[name] = [v if (v := values[b - 1]) is not None else _last(values[a:b])
-                     for a, b in spans]
+        # the bucket's last point, None included: "none pending" at the end of a bucket is
+        # what it was then (the worst, NAME_max, keeps what came before)
+        out[name] = [values[b - 1] for _, b in spans]
         if name in WORST:
             source = columns.get(f"{name}_max", values)
             out[f"{name}_max"] = [_max(source[a:b]) for a, b in spans]
@@ -110,8 +110,3 @@ def _max(values: list[int | None]) -> int | None:
         return max(values)  # type: ignore[type-var]
     except TypeError:
         return max((v for v in values if v is not None), default=None)
-
-
-def _last(values: list[int | None]) -> int | None:
-    return values[-1] if values[-1] is not None else next(
-        (v for v in reversed(values) if v is not None), None)

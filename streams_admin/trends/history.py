@@ -172,6 +172,9 @@ def _buckets(digests: list[bytes], start: int, end: int, wanted: list[str], base
     reads a row or two per series, not the ~60 samples of the period filling now. Rows of
     (series_id, digest, bucket start, *names), names: wanted, the NAME_max, SAMPLED."""
     worst = [name for name in points.WORST if name in wanted]
+    names = [*wanted, *(f"{name}_max" for name in worst), SAMPLED]
+    if not digests:
+        return [], names
     sample, series = Sample._meta.db_table, Series._meta.db_table
     marks = ", ".join(["%s"] * len(digests))
     sql = (
@@ -186,8 +189,7 @@ def _buckets(digests: list[bytes], start: int, end: int, wanted: list[str], base
         f" JOIN {series} x ON x.id = s.series_id")
     with connection.cursor() as cursor:
         cursor.execute(sql, [*digests, start, end])
-        rows = cursor.fetchall()
-    return rows, [*wanted, *(f"{name}_max" for name in worst), SAMPLED]
+        return cursor.fetchall(), names
 
 
 @functools.lru_cache(maxsize=DECODED)

@@ -12,6 +12,8 @@ import json
 import zlib
 from collections.abc import Iterable
 
+import orjson
+
 Columns = dict[str, list[int | None]]
 
 # Gauges whose worst value within a bucket matters as much as its last: a lag spike that
@@ -47,7 +49,7 @@ def pack(times: list[int], columns: Columns) -> bytes:
 def unpack(data: bytes | memoryview, columns: Iterable[str] | None = None
            ) -> tuple[list[int], Columns]:
     """columns: those to decode (and their NAME_max), the others left out; None: all."""
-    payload = json.loads(zlib.decompress(bytes(data)))  # PostgreSQL hands back a memoryview
+    payload = orjson.loads(zlib.decompress(data))  # 10x json.loads
     times = [t for t in _sums(payload.pop("t")) if t is not None]
     keep = None if columns is None else set(columns)
     return times, {name: _sums(deltas) for name, deltas in payload.items()

@@ -2,18 +2,20 @@
 side in one run, on a real history: 7 days of samples of the stream, its group and its
 consumers, written in the sampler's layout (tests/history_fill.py).
 
-The charts' data is fetched by the page (charts.js), so what the user waits for is the page
-plus its JSON, one after the other. Cases, interleaved, the median of --rounds each:
+The page brings its range's chart data (embedded: trends/views.py embedded, charts.js draws it
+without a second request); another range is fetched. Cases, interleaved, the median of
+--rounds each:
 - the page without charts: the same page with templates/streams_admin/_charts.html empty
   (a template loader in front), i.e. before the charts existed;
-- the page with its charts (?range=7d) + the 7-day JSON, cold: the JSON kept by
-  trends/views.py forgotten before each run (the first viewer in a 10-minute step: the chunks
-  decoded by the step before are kept, trends/history.py _unpacked, but not today's, into
-  which the sampler folded a period since: they are given new bytes, untimed);
+- the page with its 7-day charts (?range=7d), cold: the JSON kept by trends/views.py forgotten
+  before each run (the first viewer in a 10-minute step: the chunks decoded by the step before
+  are kept, trends/history.py _unpacked, but not today's, into which the sampler folded a
+  period since: they are given new bytes, untimed);
 - the same, first in the process: no decoded chunk kept (a process just started);
 - the same, kept: another viewer within the step gets the JSON computed for the first;
-- the page + the 24-hour JSON (minute points), cold; the 1-hour JSON (the default range), cold;
-- and the parts: the page with its charts' markup alone, the kept 7-day JSON alone.
+- the page with its 24-hour charts (minute points), cold and first; with its 1-hour charts
+  (the default range), cold;
+- a range switch: the 7-day JSON fetched alone, cold and kept.
 Requests go through Django's test client (the whole middleware stack) against a private
 redis-server and a throwaway SQLite file. Ratios are printed, not asserted: timings are noisy.
 
@@ -99,11 +101,12 @@ def cases(client: Any) -> dict[str, Case]:
         finally:
             switch(False)
 
-    def cold(range_: str, first: bool = False) -> Case:
-        """The page + the JSON, computed anew. Before each run, untimed: cold, the previous
-        step's viewer (its decoded chunks kept) and then the sampler folding a period into
-        each series' newest chunk (new bytes: decoded anew); first, nothing decoded kept."""
-        url = f"{data}?range={range_}"
+    def cold(range_: str, first: bool = False, fetched: bool = False) -> Case:
+        """The page (or its JSON alone: fetched) with the chart data computed anew. Before
+        each run, untimed: cold, the previous step's viewer (its decoded chunks kept) and then
+        the sampler folding a period into each series' newest chunk (new bytes: decoded
+        anew); first, nothing decoded kept."""
+        url = f"{data if fetched else page}?range={range_}"
 
         def prepare() -> None:
             views.forget()
@@ -114,19 +117,16 @@ def cases(client: Any) -> dict[str, Case]:
             views.forget()
             folded(history.RANGES[range_])
 
-        return prepare, lambda: get(client, f"{page}?range={range_}") + get(client, url)
+        return prepare, lambda: get(client, url)
 
-    def warm() -> int:
-        return get(client, f"{page}?range=7d") + get(client, f"{data}?range=7d")
-
-    return {"page without charts": (None, without), "page + 7-day JSON, cold": cold("7d"),
-            "page + 7-day JSON, first": cold("7d", first=True),
-            "page + 7-day JSON, kept": (None, warm),
-            "  the page with charts alone": (None, lambda: get(client, f"{page}?range=7d")),
-            "  the 7-day JSON alone, kept": (None, lambda: get(client, f"{data}?range=7d")),
-            "page + 24-hour JSON, cold": cold("24h"),
-            "page + 24-hour JSON, first": cold("24h", first=True),
-            "page + 1-hour JSON, cold": cold("1h")}
+    return {"page without charts": (None, without), "page + 7-day charts, cold": cold("7d"),
+            "page + 7-day charts, first": cold("7d", first=True),
+            "page + 7-day charts, kept": (None, lambda: get(client, f"{page}?range=7d")),
+            "page + 24-hour charts, cold": cold("24h"),
+            "page + 24-hour charts, first": cold("24h", first=True),
+            "page + 1-hour charts, cold": cold("1h"),
+            "  switch: 7-day JSON, cold": cold("7d", fetched=True),
+            "  switch: 7-day JSON, kept": (None, lambda: get(client, f"{data}?range=7d"))}
 
 
 FOLDS = [0]

@@ -5,6 +5,10 @@ points keeps what the charts need, retention deletes in bounded batches, points 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from streams_admin.trends import history, storage
@@ -210,3 +214,15 @@ def test_history_from_before_the_tier_is_folded_into_it():
     assert 700 in expected.values["worst_lag"] and None in expected.values["lag"]
     assert storage.backfill(Chunk, ids) == 3  # again: merged, nothing doubled
     assert history.history("default", KEY, GROUP, range="7d", now=T0 + 7190) == expected
+
+
+@pytest.mark.skipif(os.environ.get("DATABASE_URL", "").startswith("postgres"),
+                    reason="this is the run on PostgreSQL")
+def test_this_module_on_postgresql(postgres_url):
+    """history.py reads with plain SQL: every test above on PostgreSQL too (the suite's own
+    database is SQLite)."""
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          __file__], env={**os.environ, "DATABASE_URL": postgres_url},
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " passed" in run.stdout and " failed" not in run.stdout

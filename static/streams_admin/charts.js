@@ -1,6 +1,7 @@
 // History charts (uPlot, vendored in static/vendor/uplot): a section [data-charts] names its
-// JSON (data-url) and its charts (figure[data-chart]: the series drawn, data-unit); the range
-// links ([data-range-link]) work without JavaScript (a reload with ?range=), here they fetch.
+// JSON (data-url; the page's range embedded in script[data-chart-data]) and its charts
+// (figure[data-chart]: the series drawn, data-unit); the range links ([data-range-link]) work
+// without JavaScript (a reload with ?range=), here they fetch.
 // Overview sparklines: every td[data-spark] of the page in one request (th[data-spark-url]).
 // A missing sample is null and drawn as a gap (spanGaps false), never as a zero. The 15 m and
 // 1 h ranges extend live from the stats socket: live.js dispatches "streams-admin:live".
@@ -166,6 +167,10 @@
       return;
     }
     status.textContent = "";
+    show(section, range, data);
+  }
+
+  function show(section, range, data) {
     section.range = range;
     section.data = data;
     section.lastRead = null;
@@ -194,7 +199,11 @@
       stream: el.dataset.stream, group: el.dataset.groupToken };
     sections.add(section);
     el.addEventListener("click", (event) => choose(section, event));
-    load(section, range in RANGES ? range : "1h");
+    const chosen = range in RANGES ? range : "1h";
+    // The page's range comes with the page (no second request); another is fetched.
+    const embedded = el.querySelector("script[data-chart-data]");
+    if (embedded && embedded.dataset.chartData === chosen) show(section, chosen, JSON.parse(embedded.textContent));
+    else load(section, chosen);
   }
 
   // --- live points (15 m, 1 h): what the stats socket says of this stream / group ------------

@@ -70,9 +70,10 @@ def merge(*sets: tuple[list[int], Columns]) -> tuple[list[int], Columns]:
 
 def _concat(sets: tuple[tuple[list[int], Columns], ...]) -> tuple[list[int], Columns]:
     names = sorted({name for _, columns in sets for name in columns})
-    times = [t for found, _ in sets for t in found]
-    return times, {name: [v for found, columns in sets
-                          for v in columns.get(name, [None] * len(found))] for name in names}
+    chain = itertools.chain.from_iterable
+    return list(chain(found for found, _ in sets)), {
+        name: list(chain(columns.get(name) or [None] * len(found) for found, columns in sets))
+        for name in names}
 
 
 def from_rows(rows: dict[int, dict[str, int | None]]) -> tuple[list[int], Columns]:

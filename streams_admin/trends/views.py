@@ -59,28 +59,46 @@ def forget() -> None:
 
 def cached(request: HttpRequest, parts: list[bytes], build: Callable[[str, int], dict]
            ) -> HttpResponse:
+    return HttpResponse(chart_json(request.GET.get("range", "1h"), parts, build),
+                        content_type="application/json")
+
+
+def chart_json(chosen: str, parts: list[bytes], build: Callable[[str, int], dict]) -> bytes:
     """build(range, now)'s JSON, computed once per step of the range by one request in this
     process: those arriving meanwhile wait for it, later ones reuse it (flight.py). The key
     holds the step's number, so a series served is at most one step (one bucket) old."""
-    chosen = request.GET.get("range", "1h")
     now = int(time.time())
     step = history.step_of(chosen)
     digest = hashlib.sha256(b"".join(len(p).to_bytes(8, "big") + p for p in parts)).digest()
     key = (targets.current_name(), now // step, digest)
     # orjson: ~8x faster than json on 20,000 numbers and Nones (a 7-day group chart)
-    body = charts[chosen].run(key, step, lambda: orjson.dumps(build(chosen, now)))
-    return HttpResponse(body, content_type="application/json")
+    return charts[chosen].run(key, step, lambda: orjson.dumps(build(chosen, now)))
 
 
-def _values(found: history.History, names_: dict[str, str]) -> dict[str, list]:
+# As django.utils.html.json_script: JSON in a <script> element cannot end it, whatever the
+# names in it (a consumer named "</script>").
+SCRIPT_ESCAPES = ((b"&", b"\\u0026"), (b"<", b"\\u003C"), (b">", b"\\u003E"))
+
+
+def embedded(chosen: str, key: bytes, group: bytes | None = None) -> str:
+    """A page's chart data for its range, as the text of a <script type="application/json">
+    (charts.js draws it at once: no second request; a range switched to is fetched). The
+    same JSON as the history endpoints', kept as theirs is; the page checked the permission."""
+    body = chart_json(chosen, *(_stream_chart(key) if group is None else _group_chart(key, group)))
+    for raw, escaped in SCRIPT_ESCAPES:
+        body = body.replace(raw, escaped)
+    return body.decode()
+
+
+def _values(found: history.History, names_: dict[str, str]) -> dict[str, list | tuple]:
     """Chart name -> values (rates rounded: 1,000 points of 17 digits is bytes for nothing;
     the others are integers, or milliseconds / 1000 that print as short as they are)."""
     return {out: _rounded(found.values.get(name, ()), name) or [None] * len(found.times)
             for out, name in names_.items()}
 
 
-def _rounded(values: tuple, name: str) -> list:
-    return [_round(v) for v in values] if name in RATES else list(values)
+def _rounded(values: tuple, name: str) -> list | tuple:
+    return [_round(v) for v in values] if name in RATES else values
 
 
 RATES = set(history.RATES.values())  # the values computed as floats of any length
@@ -128,21 +146,30 @@ def _sampler_note(target: str) -> dict[str, Any]:
 def stream_history(request: HttpRequest, key: bytes) -> HttpResponse:
     if (refused := bad_range(request)) is not None:
         return refused
+    return cached(request, *_stream_chart(key))
 
+
+Chart = tuple[list[bytes], Callable[[str, int], dict]]  # its key's parts, what builds it
+
+
+def _stream_chart(key: bytes) -> Chart:
     def build(chosen: str, now: int) -> dict:
         found, = history.histories(targets.current_name(), [(key, None, None)], chosen, now,
                                    columns=STREAM_COLUMNS)
         return {**_frame(found), "sampler": sampler_note(),
                 "series": _values(found, {"length": "length", "in_rate": "in_rate"})}
 
-    return cached(request, [b"s", key], build)
+    return [b"s", key], build
 
 
 @screen
 def group_history(request: HttpRequest, key: bytes, group: bytes) -> HttpResponse:
     if (refused := bad_range(request)) is not None:
         return refused
+    return cached(request, *_group_chart(key, group))
 
+
+def _group_chart(key: bytes, group: bytes) -> Chart:
     def build(chosen: str, now: int) -> dict:
         target = targets.current_name()
         # one more than drawn: a count only when there are more (most groups have fewer)
@@ -161,7 +188,7 @@ def group_history(request: HttpRequest, key: bytes, group: bytes) -> HttpRespons
             "pending": [_values(c, {"pending": "pending"})["pending"] for c in each],
             "left_out": total - len(consumers)}}
 
-    return cached(request, [b"g", key, group], build)
+    return [b"g", key, group], build
 
 
 @screen

@@ -1,6 +1,7 @@
 """The history charts in a real Chromium against Daphne, on 7 days of history written in the
 sampler's layout (tests/history_fill.py) with a 30-minute outage: the charts draw, hovering
-shows values in the legend, a range switch fetches other data, the short ranges extend live,
+shows values in the legend, the page's range comes with the page and a switch fetches another,
+the short ranges extend live,
 dark mode and a 390 px phone are readable, and no Content-Security-Policy violation happens.
 
 UPDATE_SCREENSHOTS=1 also copies the shots to docs/screenshots/ for the README."""
@@ -27,7 +28,7 @@ from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.browser
 STREAM, GROUP = "orders", "billing"
-CONSUMERS = ["worker-1", "worker-2", "<b>worker-3</b>"]
+CONSUMERS = ["worker-1", "worker-2", "<b>worker-3</b></script>"]  # embedded in the page too
 CSP_PROBE = """
 window.cspViolations = [];
 document.addEventListener("securitypolicyviolation",
@@ -110,9 +111,12 @@ def shoot(page: Page, artifacts: Path, name: str, full_page: bool = False) -> No
 def test_group_charts_draw_hover_and_switch_range(browser: Browser, charted: Dashboard,
                                                  artifacts: Path) -> None:
     page = tab(browser, charted)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
     group_page(page)
     figures = page.locator("figure[data-chart]")
     assert points(page, "lag") == 361  # 1 h at the sampler's 10 s
+    assert not [url for url in requests if f"/groups/{GROUP}/history/" in url]  # came with the page
     legend = figures.first.locator(".u-legend .u-series").nth(1).locator(".u-value")
     box = figures.first.locator(".u-over").bounding_box()
     assert box is not None
@@ -127,6 +131,7 @@ def test_group_charts_draw_hover_and_switch_range(browser: Browser, charted: Das
 
     page.locator('[data-range-link="24h"]').click()
     expect(page.locator('figure[data-chart^="lag"]')).to_have_attribute("data-points", "1441")
+    assert sum("/history/?range=24h" in url for url in requests) == 1, requests
     page.locator("figure[data-chart] .u-over").first.hover(position={"x": 200, "y": 40})
     shoot(page, artifacts, "group-trends")
 

@@ -263,13 +263,14 @@ def _seconds(values: list[int | None]) -> list[Value]:
 
 def _rates(grid: tuple[int, ...], counter: list[int | None],
            newest: int | None = None) -> tuple[Value, ...]:
-    """Per second between neighbouring buckets; None across a gap or a reset (a stream
-    deleted and created again starts its counters over)."""
+    """Per second between neighbouring buckets, to a thousandth (1,000 points of 17 digits
+    are bytes for nothing); None across a gap or a reset (a stream deleted and created again
+    starts its counters over)."""
     out: list[Value] = [None]
     for i in range_(1, len(grid)):
         a, b = counter[i - 1], counter[i]
         ok = a is not None and b is not None and b >= a
-        out.append((b - a) / (grid[i] - grid[i - 1]) if ok else None)  # type: ignore[operator]
+        out.append(round((b - a) / (grid[i] - grid[i - 1]), 3) if ok else None)  # type: ignore[operator]
     if newest is not None and len(grid) > 1:
         _filling(grid, counter, out, newest)
     return tuple(out)
@@ -285,7 +286,7 @@ def _filling(grid: tuple[int, ...], counter: list[int | None], out: list[Value],
     if not 1 <= i < len(grid) or out[i] is None or newest >= grid[i] + step - interval:
         return
     elapsed = newest - (grid[i - 1] + step - interval)
-    out[i] = (counter[i] - counter[i - 1]) / elapsed if elapsed > 0 else None  # type: ignore[operator]
+    out[i] = round((counter[i] - counter[i - 1]) / elapsed, 3) if elapsed > 0 else None  # type: ignore[operator]
 
 
 def consumers_of(target: str, stream: bytes, group: bytes, limit: int = 100) -> list[bytes]:

@@ -89,12 +89,18 @@ def downsample(times: list[int], columns: Columns, step: int) -> tuple[list[int]
     times ascending: a bucket is a slice."""
     starts: list[int] = []
     edges: list[int] = []
+    out: Columns
     for i, t in enumerate(times):
         if not starts or t - t % step != starts[-1]:
             starts.append(t - t % step)
             edges.append(i)
-    spans = list(zip(edges, [*edges[1:], len(times)], strict=True)) if times else []
-    out: Columns = {}
+    if len(starts) == len(times):  # a point a bucket (raw points at their own step): as is
+        out = {name: values for name, values in columns.items() if not name.endswith("_max")}
+        out.update({f"{name}_max": columns.get(f"{name}_max", out[name])
+                    for name in WORST if name in out})
+        return starts, out
+    spans = list(zip(edges, [*edges[1:], len(times)], strict=True))
+    out = {}
     for name, values in columns.items():
         if name.endswith("_max"):
             continue

@@ -14,7 +14,6 @@ and only today's decoded again in a later step: history._unpacked).
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,18 +89,11 @@ def embedded(chosen: str, key: bytes, group: bytes | None = None) -> str:
     return body.decode()
 
 
-def _values(found: history.History, names_: dict[str, str]) -> dict[str, list | tuple]:
-    """Chart name -> values (rates rounded: 1,000 points of 17 digits is bytes for nothing;
-    the others are integers, or milliseconds / 1000 that print as short as they are)."""
-    return {out: _rounded(found.values.get(name, ()), name) or [None] * len(found.times)
+def _values(found: history.History, names_: dict[str, str]) -> dict[str, tuple]:
+    """Chart name -> values (integers; rates to a thousandth, and ms / 1000 that print as
+    short as they are), None all along for a series without any."""
+    return {out: found.values.get(name) or (None,) * len(found.times)
             for out, name in names_.items()}
-
-
-def _rounded(values: tuple, name: str) -> list | tuple:
-    return [_round(v) for v in values] if name in RATES else values
-
-
-RATES = set(history.RATES.values())  # the values computed as floats of any length
 
 
 def _label(name: bytes) -> str:
@@ -109,14 +101,8 @@ def _label(name: bytes) -> str:
     return names.show(name[:LABEL_BYTES]) + ("…" if len(name) > LABEL_BYTES else "")
 
 
-def _round(value: float | int | None) -> float | int | None:
-    if isinstance(value, float):
-        return round(value, 3) if math.isfinite(value) else None
-    return value
-
-
 def _frame(found: history.History) -> dict[str, Any]:
-    return {"range": found.range, "step": found.step, "times": list(found.times)}
+    return {"range": found.range, "step": found.step, "times": found.times}
 
 
 NOTE_KEPT = 5.0  # seconds a process reuses what the sampler is doing (its charts are older)

@@ -5,6 +5,8 @@ and the pages with no history at all."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 
@@ -214,3 +216,22 @@ def test_a_chart_is_read_once_per_step_whatever_other_ranges_are_asked(
     with django_assert_max_num_queries(2):  # the session and its user: no history read
         again = admin_client.get(GROUP_URL + "history/?range=7d").content
     assert again == first
+
+
+def test_the_page_brings_its_ranges_data(admin_client, r: redis.Redis) -> None:
+    r.xadd(KEY, {"a": "1"})
+    r.xgroup_create(KEY, GROUP, id="0")
+    hostile = GroupSample(name=GROUP, entries_read=4, lag=3, time_lag_s=0.3, pending=2,
+                          oldest_pending_s=12.5, trimmed_unread=0, stalled=(),
+                          consumers=(ConsumerSample(b"</script><b>&", 2, 500, 700),),
+                          consumer_count=1)
+    for t in range(now10() - 120, now10() + 10, 10):
+        write(t, groups=(hostile,))
+    page = admin_client.get(GROUP_URL + "?range=24h").content.decode()
+    embedded = re.findall(r'<script type="application/json" data-chart-data="24h">(.*?)</script>',
+                          page, re.S)
+    assert len(embedded) == 1 and "<" not in embedded[0]  # a name cannot end the script
+    sent = admin_client.get(GROUP_URL + "history/?range=24h").json()  # the endpoint's JSON
+    assert json.loads(embedded[0]) == sent
+    assert sent["consumers"]["names"] == ["</script><b>&"]
+    assert 'data-chart-data="1h"' in admin_client.get(URL + "?range=bad").content.decode()

@@ -291,10 +291,9 @@ def _filling(grid: tuple[int, ...], counter: list[int | None], out: list[Value],
 
 def consumers_of(target: str, stream: bytes, group: bytes, limit: int = 100) -> list[bytes]:
     """Consumers of a group that have a history (the first `limit`, oldest series first)."""
-    rows = _query(f'SELECT consumer FROM {SERIES} WHERE target = %s AND kind = %s'
-                  f' AND stream = %s AND "group" = %s ORDER BY id LIMIT %s',
-                  [target, Series.CONSUMER, stream, group, limit])
-    return [bytes(c) for c, in rows]
+    rows = Series.objects.filter(target=target, kind=Series.CONSUMER, stream=stream,
+                                 group=group).order_by("id")
+    return [bytes(c) for c in rows.values_list("consumer", flat=True)[:limit]]
 
 
 Pair = tuple[bytes, bytes]  # (stream, group)
